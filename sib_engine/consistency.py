@@ -20,6 +20,7 @@ from sib_engine.contract import (
     BandedReturnTrigger,
     BlendedBaseline,
     CohortTrigger,
+    ComparisonGroupBaseline,
     Contract,
     Effect,
     ExpectedDurationBaseline,
@@ -320,6 +321,16 @@ def _check_baselines(c: Contract, out: _Collector) -> None:
                             "each (age, prior months) combination must fall in one row",
                         )
                         break
+        if isinstance(b, ComparisonGroupBaseline):
+            if b.estimator == "difference_in_differences" and b.pre_metric is None:
+                out.add(
+                    "missing_key",
+                    path + ("estimator",),
+                    "difference-in-differences needs the metric measured before enrolment",
+                    "add 'pre_metric: <metric id>' naming the pre-enrolment measure",
+                )
+            if b.pre_metric is not None:
+                _metric_ref(c, out, path + ("pre_metric",), b.pre_metric)
         if isinstance(b, BlendedBaseline):
             total = sum((comp.weight for comp in b.components), Decimal(0))
             if total != ONE:

@@ -279,6 +279,8 @@ class ComparisonGroupBaseline(_BaselineBase):
     estimator: Literal["difference", "difference_in_differences"] = "difference"
     group: str = "comparison"
     """Value of the ``group`` column that marks comparison records in the data."""
+    pre_metric: Identifier | None = None
+    """For difference-in-differences: the metric measured before enrolment."""
 
 
 class BlendComponent(Model):
