@@ -764,7 +764,7 @@ class Contract(Model):
         ``at`` on it starts again from the contract as signed.
         """
         signed = self._signed or self
-        body = signed.model_dump(mode="python", round_trip=True)
+        body = _as_lists(signed.model_dump(mode="python", round_trip=True))
         for amendment in sorted(signed.amendments, key=lambda a: a.effective):
             if amendment.effective > on:
                 continue
@@ -773,7 +773,7 @@ class Contract(Model):
                     _apply_change(body, change)
                 except AmendmentError as exc:
                     raise AmendmentError(
-                        f"amendment '{amendment.id}' change {i + 1}: {exc}"
+                        f"amendment '{amendment.id}' change {i + 1}: {exc}", amendment.id, i
                     ) from None
         view = type(self).model_validate(body)
         view._in_force_on = on
@@ -790,6 +790,15 @@ def _by_id(items: Any, key: str, what: str) -> Any:
 
 
 _ITEM_KEYS = ("id", "metric", "party")
+
+
+def _as_lists(value: Any) -> Any:
+    """A dumped model with its tuples turned into lists, so amendments can edit it."""
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    return value
 
 
 def _find_item(items: list[Any], name: str) -> int:

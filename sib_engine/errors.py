@@ -78,3 +78,8 @@ class ContractError(SibError):
 
 class AmendmentError(SibError):
     """An amendment cannot be applied to the terms it amends."""
+
+    def __init__(self, message: str, amendment_id: str | None = None, change_index: int | None = None):
+        super().__init__(message)
+        self.amendment_id = amendment_id
+        self.change_index = change_index

@@ -438,6 +438,9 @@ def _check_amendments_apply(contract: Contract) -> list[Problem]:
         try:
             terms = contract.at(a.effective)
         except AmendmentError as exc:
+            ids = [x.id for x in contract.amendments]
+            if exc.amendment_id in ids and exc.change_index is not None:
+                path = ("amendments", ids.index(exc.amendment_id), "changes", exc.change_index)
             out.append(Problem("bad_amendment", path, str(exc),
                                "paths are dotted keys; name list items by id, e.g. triggers.card.outcomes.job.price"))
             break
