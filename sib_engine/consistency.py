@@ -10,6 +10,7 @@ can map it to a line) and a hint.  Nothing here raises.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 from typing import Iterable
 
@@ -65,6 +66,10 @@ def check(c: Contract) -> list[Problem]:
     _check_value_for_money(c, out)
     _check_data_quality(c, out)
     _check_amendments(c, out)
+    if c.term.end <= c.term.start:
+        # With the term's dates in the wrong order every date is "outside the term": report
+        # the term itself (dates_out_of_order), not one echo of it per date.
+        return [p for p in out.problems if p.code != "outside_term"]
     return out.problems
 
 
@@ -164,7 +169,8 @@ def _check_payers(c: Contract, out: _Collector) -> None:
             out.add(
                 "payer_mode",
                 ("payers", i),
-                f"payer '{payer.party}' gives {', '.join(given) or 'none'} of share, residence, top_up",
+                f"payer '{payer.party}' gives {' and '.join(given) if given else 'none'};"
+                " it needs exactly one of share, residence or top_up",
                 "give exactly one: a fixed share, the municipality codes of its residents, or a top-up rate",
             )
         elif given[0] != "top_up":
@@ -655,6 +661,15 @@ def _check_timeline(c: Contract, out: _Collector) -> None:
             )
         finals += d.kind == "final"
         last_index = max(last_index, idx)
+        lag = d.payment_lag_days if d.payment_lag_days is not None else tl.payment_lag_days
+        pay_on = pids[d.period].end + timedelta(days=lag)
+        if d.data_cutoff is not None and pay_on < d.data_cutoff:
+            out.add(
+                "payment_before_cutoff",
+                p + ("payment_lag_days",) if d.payment_lag_days is not None else p + ("data_cutoff",),
+                f"determination '{d.id}' would be paid on {pay_on}, before its data cutoff {d.data_cutoff}",
+                f"make the payment lag at least {(d.data_cutoff - pids[d.period].end).days} days, or move the cutoff earlier",
+            )
         if d.data_cutoff is not None and d.data_cutoff < pids[d.period].start:
             out.add(
                 "dates_out_of_order",

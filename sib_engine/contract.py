@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Iterable, Literal, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -478,6 +478,10 @@ class BandedReturnTrigger(_TriggerBase):
     tranches: tuple[Identifier, ...] = Field(min_length=1)
     """Tranches whose coupon the bands set."""
     minimum_coupon: MinimumCoupon | None = None
+    capital_at_risk_below: Real | None = None
+    """Below this effect the investors' principal is at risk: only the fraction given by
+    ``capital_protection`` (or nothing) is repaid. At or above it, principal is repaid and
+    the bands set the return on top. ``None``: principal is always repaid."""
     capital_protection: tuple[CapitalProtection, ...] = ()
 
 
@@ -781,7 +785,11 @@ class Contract(Model):
         return view
 
 
-def _by_id(items: Any, key: str, what: str) -> Any:
+_T = TypeVar("_T")
+
+
+def _by_id(items: Iterable[_T], key: str, what: str) -> _T:
+    items = tuple(items)
     for item in items:
         if getattr(item, "id", None) == key:
             return item

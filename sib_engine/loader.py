@@ -71,6 +71,8 @@ class _Positions:
         p = path
         while True:
             if p in self.values:
+                if p in self.keys and self.keys[p][0] < self.values[p][0]:
+                    return self.keys[p]  # a block list or mapping: point at its key's line
                 return self.values[p]
             if not p:
                 return None
@@ -106,11 +108,12 @@ class _Converter:
         mark = node.start_mark
         self.positions.values[path] = (mark.line + 1, mark.column + 1)
         if node.tag not in _PLAIN_TAGS:
+            written = node.tag.replace("tag:yaml.org,2002:", "!!", 1)
             self._problem(
                 "yaml_tag",
                 path,
                 mark,
-                f"the tag '{node.tag}' is not allowed",
+                f"the tag '{written}' is not allowed",
                 "contract files are plain data: remove the '!' tag",
             )
             return None
@@ -142,6 +145,7 @@ class _Converter:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         return self._scalar(node)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
@@ -170,7 +174,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
     context = getattr(exc, "context", None)
     message = f"YAML syntax error: {what}" + (f" ({context})" if context else "")
     hint = "check the indentation and quoting near this line; quote values containing ': ' or '#'"
-    if "\t" in what or "tab" in what.lower():
+    if "\t" in what or "'\\t'" in what:
         hint = "YAML does not allow tabs for indentation; indent with spaces"
     return Problem(
         "yaml_syntax",
@@ -191,22 +195,26 @@ def _read_yaml(text: str) -> tuple[Any, _Positions, list[Problem]]:
                 return None, conv.positions, [
                     Problem("yaml_alias", (), "anchors and aliases ('&', '*') are not allowed",
                             "write each value out in full, so that every term can be read where it stands",
-                            line=m.line + 1, column=m.column + 1)
+                            line=m.line + 1 if m else None, column=m.column + 1 if m else None)
                 ]
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
         return None, conv.positions, [_yaml_problem(exc)]
     if len(nodes) != 1 or nodes[0] is None:
-        msg = "the file is empty" if not nodes or nodes[0] is None else "the file holds more than one YAML document"
+        empty = not nodes or nodes[0] is None
+        msg = "the file is empty" if empty else "the file holds more than one YAML document; the second starts here"
+        m = None if empty else nodes[1].start_mark
         return None, conv.positions, [
-            Problem("not_a_contract", (), msg, "a contract file is one YAML mapping starting with 'format: sib-contract/1'", line=1, column=1)
+            Problem("not_a_contract", (), msg, "a contract file is one YAML mapping starting with 'format: sib-contract/1'",
+                    line=m.line + 1 if m else 1, column=m.column + 1 if m else 1)
         ]
     data = conv.convert(nodes[0], ())
     if not isinstance(data, dict):
+        m = nodes[0].start_mark
         conv.problems.append(
             Problem("not_a_contract", (), "the file is not a mapping of keys to values",
                     "a contract file starts with 'format: sib-contract/1' and then keys such as id, title, parties",
-                    line=1, column=1)
+                    line=m.line + 1, column=m.column + 1)
         )
     return data, conv.positions, conv.problems
 
@@ -306,6 +314,21 @@ def _describe(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
+def _as_number(value: Any) -> Decimal | None:
+    """The value as an exact number, also when written as quoted text; None if it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, Decimal)):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    return None
+
+
 def _problem_from_error(err: Any, data: Any) -> tuple[Problem, bool]:
     etype: str = err["type"]
     path, found = _clean_loc(data, tuple(err["loc"]))
@@ -334,13 +357,20 @@ def _problem_from_error(err: Any, data: Any) -> tuple[Problem, bool]:
                        "write dates as YYYY-MM-DD, e.g. 2015-04-01"), False
     if etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         bound = ctx.get("gt", ctx.get("ge", ctx.get("lt", ctx.get("le"))))
-        if etype.startswith("greater") and str(bound) == "0" and isinstance(value, (int, Decimal)) and value < 0:
-            return Problem("negative_value", path, f"{value} is negative",
+        number = _as_number(value)
+        shown = str(number) if number is not None else _describe(value)
+        if etype.startswith("greater") and str(bound) == "0" and number is not None and number < 0:
+            return Problem("negative_value", path, f"{shown} is negative",
                            "amounts, prices and counts are written as positive numbers"), False
         words = {"greater_than": "more than", "greater_than_equal": "at least",
                  "less_than": "less than", "less_than_equal": "at most"}[etype]
-        hint = "write a rate as a fraction: 20% is 0.2" if str(bound) == "1" else f"use a value {words} {bound}"
-        return Problem("out_of_range", path, f"{_describe(value)} must be {words} {bound}", hint), False
+        # Shares and fractions are at most 1, annual rates at most 10 (1000%): a value above
+        # is almost always a percentage written as a number.
+        if etype.startswith("less") and str(bound) in ("1", "10"):
+            hint = "write shares and rates as fractions: 20% is 0.2"
+        else:
+            hint = f"use a value {words} {bound}"
+        return Problem("out_of_range", path, f"{shown} must be {words} {bound}", hint), False
     if etype == "finite_number":
         return Problem("out_of_range", path, "the value must be a finite number", "write a number such as 0.05"), False
     if etype == "literal_error":
@@ -424,14 +454,19 @@ def parse_contract(text: str, source: str = "<contract>") -> Contract:
         raise ContractError(_locate(found, positions, source, key_idx)) from None
     problems = yaml_problems + consistency.check(contract)
     if not yaml_problems:
-        problems += _check_amendments_apply(contract)
+        problems += _check_amendments_apply(contract, problems)
     if problems:
         raise ContractError(_locate(problems, positions, source, set()))
     return contract
 
 
-def _check_amendments_apply(contract: Contract) -> list[Problem]:
-    """Apply each amendment in turn and check the terms it leaves are still consistent."""
+def _check_amendments_apply(contract: Contract, signed: list[Problem]) -> list[Problem]:
+    """Apply each amendment in turn and check the terms it leaves are still consistent.
+
+    A problem the contract as signed already has (``signed``) is not reported again
+    against each amendment.
+    """
+    already = {(p.code, p.path) for p in signed}
     out: list[Problem] = []
     for i, a in enumerate(contract.amendments):
         path: KeyPath = ("amendments", i, "changes")
@@ -452,6 +487,8 @@ def _check_amendments_apply(contract: Contract) -> list[Problem]:
                                "check the value given in 'to'"))
             break
         for p in consistency.check(terms):
+            if (p.code, p.path) in already:
+                continue
             out.append(Problem("bad_amendment", path,
                                f"amendment '{a.id}' leaves inconsistent terms: {p.message}", p.hint))
         if out:
@@ -481,8 +518,10 @@ def load_contract(path: str | Path) -> Contract:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ContractError([Problem("bad_encoding", (), "the file is not UTF-8 text",
-                                     "save the file as UTF-8", file=source, line=line)]) from None
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start: exc.start].decode("utf-8-sig", "replace")) + 1
+        raise ContractError([Problem("bad_encoding", (), f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                                     "save the file as UTF-8", file=source, line=line, column=column)]) from None
     return parse_contract(text, source=source)
 
 

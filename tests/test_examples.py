@@ -20,7 +20,7 @@ from sib_engine.contract import (
     ThresholdTrigger,
 )
 
-from .conftest import CONTRACTS
+CONTRACTS = sorted((Path(__file__).resolve().parent.parent / "contracts").glob("*.yaml"))
 
 SEED_DEALS = (
     "rotterdam_youth_2013",
