@@ -10,8 +10,8 @@ can map it to a line) and a hint.  Nothing here raises.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
-from decimal import Decimal
+from datetime import date, timedelta
+from decimal import Decimal, Overflow, localcontext
 from typing import Iterable
 
 from sib_engine.contract import (
@@ -34,6 +34,13 @@ from sib_engine.contract import (
 from sib_engine.errors import KeyPath, Problem
 
 ONE = Decimal(1)
+
+
+def _total(values: Iterable[Decimal]) -> Decimal:
+    """The sum of ``values``; an absurdly large sum is Infinity rather than an exception."""
+    with localcontext() as ctx:
+        ctx.traps[Overflow] = False
+        return sum(values, Decimal(0))
 
 
 class _Collector:
@@ -598,6 +605,16 @@ def _check_caps(c: Contract, out: _Collector) -> None:
 
 def _check_timeline(c: Contract, out: _Collector) -> None:
     tl = c.timeline
+    try:
+        periods = tl.period_list()
+    except (ValueError, OverflowError):  # a period would end after 9999-12-31
+        periods = ()
+        out.add(
+            "outside_term",
+            ("timeline", "periods", "count"),
+            "the periods run past the year 9999, after the term ends",
+            "reduce the number or the length of the periods",
+        )
     if not (c.term.start <= tl.periods.start <= c.term.end):
         out.add(
             "outside_term",
@@ -605,7 +622,6 @@ def _check_timeline(c: Contract, out: _Collector) -> None:
             f"periods start on {tl.periods.start}, outside the term {c.term.start} to {c.term.end}",
             "start the measurement periods within the term",
         )
-    periods = tl.period_list()
     if periods and periods[-1].end > c.term.end:
         out.add(
             "outside_term",
@@ -662,7 +678,10 @@ def _check_timeline(c: Contract, out: _Collector) -> None:
         finals += d.kind == "final"
         last_index = max(last_index, idx)
         lag = d.payment_lag_days if d.payment_lag_days is not None else tl.payment_lag_days
-        pay_on = pids[d.period].end + timedelta(days=lag)
+        try:
+            pay_on = pids[d.period].end + timedelta(days=lag)
+        except OverflowError:  # a lag that runs past 9999-12-31 pays after any cutoff
+            pay_on = date.max
         if d.data_cutoff is not None and pay_on < d.data_cutoff:
             out.add(
                 "payment_before_cutoff",
@@ -727,7 +746,7 @@ def _check_capital(c: Contract, out: _Collector) -> None:
                 "give either the dated drawdowns or an equal-parts schedule",
             )
         if t.drawdowns:
-            total = sum((d.amount for d in t.drawdowns), Decimal(0))
+            total = _total(d.amount for d in t.drawdowns)
             if total != t.commitment:
                 out.add(
                     "drawdowns_not_commitment",

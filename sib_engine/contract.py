@@ -60,9 +60,11 @@ Identifier = Annotated[
 """Lower-case identifier: a letter, then letters, digits, ``_`` or ``-`` (at most 64)."""
 
 Currency = Annotated[str, AfterValidator(_check_currency)]
-Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+MAX_MONEY = Decimal("1e15")
+"""No amount in a contract exceeds a thousand trillion (a typo guard, and an overflow guard)."""
+Amount = Annotated[Decimal, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 """A sum of money (not negative) in the contract's currency."""
-Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Price = Annotated[Decimal, Field(gt=0, le=MAX_MONEY, allow_inf_nan=False)]
 """A positive price."""
 Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
 """A share or rate between 0 and 1 (``0.2`` is 20%)."""
@@ -655,8 +657,22 @@ CHECK_CODES: tuple[str, ...] = (
     "value_out_of_range",
     "ineligible",
     "restated_row",
+    # added with the measured-data validation (issue 3):
+    "outside_window",
+    "unknown_group",
+    "empty_submission",
+    "wrong_delimiter",
+    "bad_encoding",
+    "malformed_row",
 )
-"""Stable reason codes of the data checks; a contract may set the severity of each."""
+"""Stable reason codes of the data checks; a contract may set the severity of each.
+
+``outside_window``: a date outside a window the contract sets (a cohort's enrolment window,
+a metric's attribution window); ``unknown_group``: a ``group`` that is neither treatment nor
+a comparison group; the last four describe the submission's structure (no data rows, a
+separator other than ``,``/``;``, a line that is not UTF-8, a line with the wrong number of
+fields) and, like ``missing_column``, ``wrong_type``, ``unparseable_date`` and
+``missing_value``, are always critical."""
 
 Severity = Literal["critical", "warning"]
 

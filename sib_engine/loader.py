@@ -30,6 +30,9 @@ from sib_engine.contract import SUPPORTED_FORMATS, Contract
 from sib_engine.errors import AmendmentError, ContractError, KeyPath, Problem
 
 MAX_BYTES = 5_000_000
+MAX_DEPTH = 64
+"""Lists and mappings nest at most this deep (a contract needs about ten levels); deeper
+nesting is refused before it reaches any recursive code."""
 
 EXAMPLE = """\
 format: sib-contract/1
@@ -158,7 +161,10 @@ class _Converter:
             low = text.lower()
             return True if low == "true" else False if low == "false" else text
         if tag == "tag:yaml.org,2002:int":
-            return self._ctor.construct_yaml_int(node)
+            try:
+                return self._ctor.construct_yaml_int(node)
+            except ValueError:
+                return text  # more digits than Python converts: the models refuse it
         if tag == "tag:yaml.org,2002:float":
             # Exact: the number's own digits, never a binary float.
             try:
@@ -168,7 +174,20 @@ class _Converter:
         return text  # str and timestamp: pydantic parses dates from ISO text
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A character YAML refuses anywhere (NUL, a control character): no mark, but the
+        # position in the text.
+        pos = exc.position
+        line_start = text.rfind("\n", 0, pos) + 1
+        return Problem(
+            "yaml_syntax",
+            (),
+            f"YAML syntax error: the character U+{exc.character:04X} is not allowed in a YAML file",
+            "remove it; contract files are plain text without control characters",
+            line=text.count("\n", 0, pos) + 1,
+            column=pos - line_start + 1,
+        )
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     what = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -188,7 +207,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
 
 def _read_yaml(text: str) -> tuple[Any, _Positions, list[Problem]]:
     conv = _Converter()
+    depth = 0
     try:
+        # The event stream is read without recursion; composing the tree recurses, so
+        # anchors and over-deep nesting are refused first.
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 m = event.start_mark
@@ -197,9 +219,20 @@ def _read_yaml(text: str) -> tuple[Any, _Positions, list[Problem]]:
                             "write each value out in full, so that every term can be read where it stands",
                             line=m.line + 1 if m else None, column=m.column + 1 if m else None)
                 ]
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    m = event.start_mark
+                    return None, conv.positions, [
+                        Problem("too_deep", (), f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+                                "a contract never nests this deep: check for unclosed brackets",
+                                line=m.line + 1 if m else None, column=m.column + 1 if m else None)
+                    ]
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
-        return None, conv.positions, [_yaml_problem(exc)]
+        return None, conv.positions, [_yaml_problem(exc, text)]
     if len(nodes) != 1 or nodes[0] is None:
         empty = not nodes or nodes[0] is None
         msg = "the file is empty" if empty else "the file holds more than one YAML document; the second starts here"
@@ -273,7 +306,7 @@ def _fields_at(data: Any, path: KeyPath) -> list[str]:
     """The keys allowed in the mapping at ``path``, for "did you mean" hints."""
     model: type[BaseModel] | None = Contract
     node = data
-    for part in path:
+    for i, part in enumerate(path):
         if model is None:
             return []
         if isinstance(part, int):
@@ -285,8 +318,12 @@ def _fields_at(data: Any, path: KeyPath) -> list[str]:
         tp = f.annotation
         if typing.get_origin(tp) is tuple or typing.get_origin(tp) is list:
             tp = typing.get_args(tp)[0]
-            if isinstance(node, list) and node:
-                node = node[0]
+            # The item the path goes on into: its 'kind' says which model it is.
+            index = path[i + 1] if i + 1 < len(path) else None
+            if isinstance(node, list) and isinstance(index, int) and index < len(node):
+                node = node[index]
+            else:
+                node = None
         model = _unwrap(tp, node)
     return list(model.model_fields) if model is not None else []
 
