@@ -1,0 +1,240 @@
+"""Synthetic measured data for any contract (layer 2: pure numpy/pandas, seeded).
+
+:func:`synthesise` makes a submission in the measured-data format that a contract accepts:
+participants per cohort (the cohort's ``target_size``, or :data:`DEFAULT_COHORT_SIZE`),
+enrolled within their cohort's enrolment window and the term; ages and prior months within
+the eligibility; a municipality among the residence payers' codes; a comparison group of
+the same size where a baseline compares with one (measured on that baseline's metrics,
+with the treatment group doing better); and outcome events and measurements per metric
+that respect prerequisites, attribution windows, claim limits and the term.  Rates are
+plausible for employment and training programmes, not estimates of any real deal.
+
+Same contract, same seed, same options: the same frame, row for row.
+
+>>> from sib_engine.loader import EXAMPLE, parse_contract
+>>> frame = synthesise(parse_contract(EXAMPLE), seed=1, participants=3)
+>>> frame["metric"].value_counts().to_dict()
+{'enrolment': 3, 'job': 2}
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from sib_engine.contract import ComparisonGroupBaseline, Contract, Metric
+from sib_engine.measured import (
+    ENROLMENT,
+    TREATMENT,
+    claim_limits,
+    comparison_groups,
+    pre_metrics,
+    required_columns,
+    requirements,
+    residence_codes,
+)
+
+DEFAULT_COHORT_SIZE = 150
+EVENT_RATE = 0.72
+"""Chance that a participant reaches an outcome event with no prerequisite (treatment)."""
+FOLLOW_RATE = 0.68
+"""Chance of reaching an event once its prerequisites are met (treatment)."""
+REPEAT_RATE = 0.25
+"""Chance of each further claim of an outcome that may be claimed more than once."""
+UPLIFT = 1.3
+"""Treatment rates are this many times the comparison group's (counts: 1/UPLIFT where lower
+is better)."""
+
+
+def _days(d: date) -> np.datetime64:
+    return np.datetime64(d, "D")
+
+
+def _add_months(days: np.ndarray, months: int) -> np.ndarray:
+    s = pd.Series(days.astype("datetime64[ns]")) + pd.DateOffset(months=months)
+    out: np.ndarray = s.to_numpy(dtype="datetime64[D]")
+    return out
+
+
+def _order(contract: Contract) -> list[Metric]:
+    """Metrics with every prerequisite before the metrics needing it."""
+    reqs = requirements(contract)
+    done: list[Metric] = []
+    left = list(contract.metrics)
+    while left:
+        ready = [m for m in left if all(r in {d.id for d in done} for r in reqs.get(m.id, ()))]
+        if not ready:  # a cycle (refused by the loader); keep the rest in file order
+            ready = left[:1]
+        for m in ready:
+            done.append(m)
+            left.remove(m)
+    return done
+
+
+def synthesise(
+    contract: Contract,
+    *,
+    seed: int,
+    participants: int | None = None,
+    scale: float = 1.0,
+) -> pd.DataFrame:
+    """A synthetic submission for ``contract`` (typed columns, raw participant ids).
+
+    ``participants`` sets every cohort's size (default: its ``target_size`` or
+    :data:`DEFAULT_COHORT_SIZE`), ``scale`` multiplies it.
+    """
+    c = contract
+    rng = np.random.default_rng(seed)
+    term_start, term_end = _days(c.term.start), _days(c.term.end)
+    residence = residence_codes(c)
+    groups = comparison_groups(c)
+    comparison_metrics = {b.metric for b in c.baselines if isinstance(b, ComparisonGroupBaseline)}
+    pre = pre_metrics(c)
+    comparison_metrics |= set(pre)
+    reqs = requirements(c)
+    limits = claim_limits(c)
+    e = c.eligibility
+    age_lo = e.age_min if e and e.age_min is not None else 18
+    age_hi = e.age_max if e and e.age_max is not None else max(age_lo, 64)
+    pm_lo = e.prior_months_min if e and e.prior_months_min is not None else 0
+    pm_hi = e.prior_months_max if e and e.prior_months_max is not None else pm_lo + 48
+    ordered = _order(c)
+
+    enrol_parts: list[pd.DataFrame] = []
+    out_parts: list[pd.DataFrame] = []
+    for k, cohort in enumerate(c.timeline.cohorts):
+        size = participants if participants is not None else (cohort.target_size or DEFAULT_COHORT_SIZE)
+        size = max(1, int(round(size * scale)))
+        lo = max(_days(cohort.enrolment_start), term_start)
+        hi = min(_days(cohort.enrolment_end), term_end)
+        if hi < lo:
+            continue
+        for g_index, group in enumerate((TREATMENT,) + groups):
+            treated = group == TREATMENT
+            n = size
+            span = int((hi - lo).astype(int)) + 1
+            enrol = lo + rng.integers(0, span, n).astype("timedelta64[D]")
+            letter = "T" if treated else chr(ord("C") + g_index - 1)
+            ids = np.char.add(f"{letter}{k + 1:02d}-", np.char.zfill(np.arange(1, n + 1).astype(str), 6))
+            enr = {
+                "participant_id": ids,
+                "metric": np.full(n, ENROLMENT, dtype=object),
+                "date": enrol,
+                "value": np.full(n, np.nan),
+                "cohort": np.full(n, cohort.id, dtype=object),
+                "group": np.full(n, group, dtype=object),
+            }
+            if residence:
+                w = np.linspace(2.0, 1.0, len(residence))
+                enr["municipality"] = rng.choice(np.array(residence, dtype=object), n, p=w / w.sum())
+            enr["age"] = rng.integers(age_lo, age_hi + 1, n).astype("float64")
+            enr["prior_months"] = rng.integers(pm_lo, pm_hi + 1, n).astype("float64")
+            enrol_parts.append(pd.DataFrame(enr))
+
+            happened: dict[str, np.ndarray] = {}
+            first_date: dict[str, np.ndarray] = {}
+            for m in ordered:
+                if not treated and m.id not in comparison_metrics:
+                    continue
+                window_end = _add_months(enrol, m.window_months) if m.window_months else None
+                limit_end = term_end if window_end is None else np.minimum(window_end, term_end)
+                if m.id in pre:
+                    dates = enrol - rng.integers(20, 60, n).astype("timedelta64[D]")
+                    values = _measure(m, rng, n, treated=False)
+                    out_parts.append(_rows(ids, m.id, dates, values, np.ones(n, bool)))
+                    continue
+                if m.type == "event":
+                    prereq = reqs.get(m.id, ())
+                    if prereq:
+                        can = np.ones(n, bool)
+                        start = enrol.copy()
+                        for r in prereq:
+                            can &= happened.get(r, np.zeros(n, bool))
+                            rd = first_date.get(r, np.full(n, np.datetime64("NaT"), "datetime64[D]"))
+                            start = np.where(can & (rd > start), rd, start)
+                        rate = FOLLOW_RATE
+                    else:
+                        can = np.ones(n, bool)
+                        start = enrol
+                        rate = EVENT_RATE
+                    if not treated:
+                        rate /= UPLIFT
+                    horizon = (m.window_months or 18) * 30
+                    gap = rng.integers(7, max(8, horizon // 2), n).astype("timedelta64[D]")
+                    dates = start + gap
+                    ok = can & (rng.random(n) < rate) & (dates <= limit_end)
+                    happened[m.id] = ok
+                    first_date[m.id] = np.where(ok, dates, np.datetime64("NaT"))
+                    out_parts.append(_rows(ids, m.id, dates, np.ones(n), ok))
+                    extra_ok, last = ok, dates
+                    for _ in range(1, limits.get(m.id, 1)):
+                        last = last + rng.integers(30, 200, n).astype("timedelta64[D]")
+                        extra_ok = extra_ok & (rng.random(n) < REPEAT_RATE) & (last <= limit_end)
+                        out_parts.append(_rows(ids, m.id, last, np.ones(n), extra_ok))
+                else:
+                    months = m.window_months or 12
+                    dates = _add_months(enrol, months)
+                    if window_end is not None:
+                        dates = np.minimum(dates, window_end)
+                    ok = dates <= term_end
+                    values = _measure(m, rng, n, treated=treated)
+                    out_parts.append(_rows(ids, m.id, dates, values, ok))
+
+    frame = pd.concat(enrol_parts + out_parts, ignore_index=True)
+    frame.insert(0, "contract_version", c.version)
+    frame.insert(0, "contract_id", c.id)
+    frame["date"] = frame["date"].astype("datetime64[ns]")
+    frame = frame.sort_values(["date", "participant_id", "metric"], kind="stable").reset_index(drop=True)
+    is_enr = frame["metric"] == ENROLMENT
+    # outcome rows leave the participant's attributes to the enrolment row
+    for col in ("cohort", "group", "municipality", "age", "prior_months"):
+        if col in frame:
+            frame[col] = frame[col].where(is_enr)
+    cols = [col for col in required_columns(c)]
+    if groups and "group" not in cols:
+        cols.append("group")
+    frame = frame[cols]
+    frame["participant_id"] = frame["participant_id"].astype("str")
+    for col in ("contract_id", "metric", "cohort", "group", "municipality"):
+        if col in frame:  # few distinct values: categories, as Parquet dictionary columns read
+            frame[col] = frame[col].astype("str").where(frame[col].notna()).astype("category")
+    return frame
+
+
+def _rows(ids: np.ndarray, metric: str, dates: np.ndarray, values: np.ndarray, keep: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({
+        "participant_id": ids[keep],
+        "metric": np.full(int(keep.sum()), metric, dtype=object),
+        "date": dates[keep],
+        "value": np.asarray(values, dtype="float64")[keep],
+    })
+
+
+def _measure(m: Metric, rng: np.random.Generator, n: int, *, treated: bool) -> np.ndarray:
+    """Plausible values of a non-event metric; the treatment group does better."""
+    lo = float(m.min_value) if m.min_value is not None else None
+    hi = float(m.max_value) if m.max_value is not None else None
+    better_high = m.better == "higher"
+    if m.type == "binary":
+        p = 0.35 * (UPLIFT if treated and better_high else 1.0)
+        p = p / UPLIFT if treated and not better_high else p
+        return (rng.random(n) < min(p, 0.95)).astype("float64")
+    if m.type in ("count", "duration"):
+        base = hi * 0.45 if hi is not None else (180.0 if m.type == "duration" else 3.0)
+        if treated:
+            base = base / UPLIFT if not better_high else base * UPLIFT
+        v = rng.poisson(base, n).astype("float64")
+    else:
+        mid = (lo + hi) / 2 if lo is not None and hi is not None else (lo or 0.0) + 25.0
+        sd = (hi - lo) / 8 if lo is not None and hi is not None else 3.0
+        shift = sd * 0.4 if treated else 0.0
+        v = np.round(rng.normal(mid + (shift if better_high else -shift), sd, n), 1)
+    if lo is not None:
+        v = np.maximum(v, lo)
+    if hi is not None:
+        v = np.minimum(v, hi)
+    if m.type != "continuous":
+        v = np.maximum(v, 0.0)
+    return v

@@ -1,0 +1,656 @@
+"""Validation of measured data against a contract (layer 3: edges; runs great-expectations).
+
+:func:`validate` reads nothing itself beyond what it is given (a path is read through
+:mod:`sib_engine.outcome_io`), generates the checks from the contract
+(:func:`sib_engine.measured.plan_checks`), runs them as one great-expectations suite in an
+ephemeral, in-memory context, runs the checks such a suite cannot express (parsing,
+the reader's findings, restatements, rows of a quarantined enrolment) through the same
+reporting path, and returns a frozen :class:`ValidationResult`:
+
+* every input row is either **accepted** (possibly flagged with warnings) or
+  **quarantined** with a stable reason code; ``rows == n_accepted + n_quarantined``;
+* ``failures`` lists every failed check of every row: row, source, column, value, check,
+  code, severity, message;
+* above the contract's ``data_quality.tolerance`` the submission is on payment **hold**.
+
+Participant identifiers are pseudonymised (:mod:`sib_engine.privacy`) before anything
+leaves this module: no result, table or JSON holds a raw identifier.
+
+Structure problems are told apart from row problems: an empty submission (no rows) is on
+hold with reason ``empty_submission``; a file without a required column, or read as one
+column because of a wrong separator, has every row quarantined with ``missing_column`` or
+``wrong_delimiter`` and no other reason, and the submission is on hold.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from sib_engine import measured
+from sib_engine.contract import CHECK_CODES, Contract
+from sib_engine.errors import SibError
+from sib_engine.measured import ENROLMENT, TREATMENT, Check, Failures
+from sib_engine.outcome_io import RawOutcomes, read_outcomes
+from sib_engine.privacy import PseudonymKey
+
+__all__ = ["ValidationResult", "validate", "validation_json", "GreatExpectationsError"]
+
+_STRUCTURE = ("missing_column", "wrong_delimiter")
+
+
+class GreatExpectationsError(SibError):
+    """great-expectations could not evaluate an expectation (a bug, never a data problem)."""
+
+
+# ------------------------------------------------------------------- the GX runner ---
+
+
+class _Gx:
+    """One ephemeral, in-memory great-expectations context, reused across validations."""
+
+    _instance: "_Gx | None" = None
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        config = DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+            analytics_enabled=False,
+        )
+        self.gx = gx
+        self.context = gx.get_context(project_config=config, mode="ephemeral")
+        source = self.context.data_sources.add_pandas("sib_engine_measured_data")
+        asset = source.add_dataframe_asset("check_frame")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self.counter = 0
+
+    @classmethod
+    def get(cls) -> "_Gx":
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def expectation(self, check: Check) -> Any:
+        gxe = self.gx.expectations
+        meta = {"sib_check": check.id}
+        col = check.columns[0]
+        if check.kind == "in_set":
+            return gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(check.value_set), meta=meta)
+        if check.kind == "between":
+            return gxe.ExpectColumnValuesToBeBetween(column=col, min_value=check.low, max_value=check.high, meta=meta)
+        if check.kind == "not_null":
+            return gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
+        if check.kind == "a_ge_b":
+            return gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=check.columns[0], column_B=check.columns[1], or_equal=True,
+                ignore_row_if="either_value_is_missing", meta=meta)
+        if check.kind == "unique":
+            return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(check.columns),
+                                                       ignore_row_if="any_value_is_missing", meta=meta)
+        raise ValueError(f"unknown check kind {check.kind}")  # pragma: no cover
+
+    def run(self, frame: pd.DataFrame, checks: tuple[Check, ...]) -> dict[str, np.ndarray]:
+        """Check id -> index labels of the rows of ``frame`` failing it (``frame`` has a
+        unique index).  Raises GreatExpectationsError if any expectation raised inside
+        great-expectations."""
+        self.counter += 1
+        suite = self.gx.ExpectationSuite(
+            name=f"sib-measured-data-{self.counter}",
+            expectations=[self.expectation(c) for c in checks],
+        )
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format={
+            "result_format": "COMPLETE",
+            "partial_unexpected_count": 0,
+            "return_unexpected_index_query": False,
+        })
+        out: dict[str, np.ndarray] = {}
+        for r in result.results:
+            config = r.expectation_config
+            cid = str(((config.meta if config is not None else None) or {}).get("sib_check"))
+            _raise_on_exception(cid, r.exception_info)
+            res = r.result or {}
+            idx = res.get("unexpected_index_list")
+            count = res.get("unexpected_count")
+            if idx is None or count is None:
+                raise GreatExpectationsError(f"check '{cid}': great-expectations returned no row list")
+            rows = np.asarray([i if isinstance(i, (int, np.integer)) else i["index"] for i in idx], dtype=np.int64)
+            if rows.size != count:
+                raise GreatExpectationsError(
+                    f"check '{cid}': {count} rows failed but {rows.size} were listed")
+            out[cid] = rows
+        missing = {c.id for c in checks} - set(out)
+        if missing:
+            raise GreatExpectationsError(f"great-expectations returned no result for {sorted(missing)}")
+        return out
+
+
+def _raise_on_exception(check_id: str, info: Any) -> None:
+    """great-expectations reports an expectation that could not run only in
+    ``exception_info`` (e.g. a date bound given as text); make that loud."""
+    if not info:
+        return
+    items = [info] if "raised_exception" in info else list(info.values())
+    for item in items:
+        if isinstance(item, Mapping) and item.get("raised_exception"):
+            raise GreatExpectationsError(
+                f"check '{check_id}' could not be evaluated by great-expectations: "
+                f"{item.get('exception_message')}")
+
+
+# -------------------------------------------------------------------------- result ---
+
+
+def _empty_failures() -> pd.DataFrame:
+    return pd.DataFrame({
+        "row": pd.Series([], dtype="Int64"), "source": pd.Series([], dtype="str"),
+        "column": pd.Series([], dtype="str"), "value": pd.Series([], dtype="str"),
+        "check": pd.Series([], dtype="str"), "code": pd.Series([], dtype="str"),
+        "severity": pd.Series([], dtype="str"), "message": pd.Series([], dtype="str"),
+    })
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ValidationResult:
+    """What :func:`validate` found: accepted and quarantined rows, every failure, the hold.
+
+    Row numbers (``row``) count the submission's rows from 1; ``source`` is the file and
+    line (or row) each came from.
+    """
+
+    contract_id: str
+    contract_version: int
+    rows: int
+    accepted: pd.DataFrame
+    """Accepted rows in the measured-data format: typed columns, pseudonymised
+    ``participant_id``, outcome rows carrying their enrolment's cohort, group and
+    attributes; plus ``row`` (input row number) and ``flags`` (warning codes, ``;``-joined)."""
+    quarantined: pd.DataFrame
+    """Rejected rows: ``row``, ``source``, ``reason`` (the first critical code),
+    ``reasons`` (every code), ``message``, then the measured-data columns as submitted
+    (``participant_id`` pseudonymised)."""
+    failures: pd.DataFrame
+    """One line per failed check of a row: ``row``, ``source``, ``column``, ``value``,
+    ``check``, ``code``, ``severity``, ``message``.  ``row`` is empty for a failure of the
+    submission as a whole."""
+    checks: pd.DataFrame
+    """Every check run: ``check``, ``code``, ``engine``, ``severity``, ``description``, ``failed``."""
+    hold: bool
+    hold_reasons: tuple[str, ...]
+    tolerance: Decimal
+    key_id: str
+    """Fingerprint of the pseudonymisation key."""
+    sources: tuple[str, ...]
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Seconds: ``total``, ``great_expectations`` (inside ``batch.validate``), ``overhead``."""
+
+    @property
+    def n_accepted(self) -> int:
+        return len(self.accepted)
+
+    @property
+    def n_quarantined(self) -> int:
+        return len(self.quarantined)
+
+    @property
+    def n_flagged(self) -> int:
+        return int((self.accepted["flags"] != "").sum()) if len(self.accepted) else 0
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        """Code -> number of rows failing it (a submission-level failure counts once)."""
+        f = self.failures
+        if not len(f):
+            return {}
+        key = f["row"].astype("float64").fillna(-1)
+        counts = pd.DataFrame({"code": f["code"], "row": key}).drop_duplicates().groupby("code").size()
+        order = {c: i for i, c in enumerate(measured.REASON_ORDER)}
+        return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: order.get(str(kv[0]), 99))}
+
+    def summary(self) -> pd.DataFrame:
+        """One line per reason code found: severity, rows, share of the submission, and an
+        example message."""
+        reasons = self.reasons
+        rows = []
+        f = self.failures
+        for code, count in reasons.items():
+            sub = f[f["code"] == code]
+            rows.append({
+                "code": code,
+                "severity": str(sub["severity"].iloc[0]),
+                "rows": count,
+                "share": count / self.rows if self.rows else 1.0,
+                "example": f"{sub['source'].iloc[0]}: {sub['message'].iloc[0]}" if len(sub) else "",
+            })
+        frame = pd.DataFrame(rows, columns=["code", "severity", "rows", "share", "example"])
+        return frame.set_index("code")
+
+    def explain(self, row: int) -> str:
+        """Why input row ``row`` (counted from 1) was accepted, flagged or quarantined."""
+        f = self.failures[self.failures["row"] == row]
+        if not len(f):
+            return f"row {row}: accepted, every check passed"
+        state = "quarantined" if (f["severity"] == "critical").any() else "accepted with warnings"
+        lines = [f"row {row} ({f['source'].iloc[0]}): {state}"]
+        for r in f.itertuples(index=False):
+            lines.append(f"  {r.code} [{r.severity}] {r.column}={r.value!s}: {r.message}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON data (what ``sib validate --json`` prints)."""
+        return {
+            "contract": {"id": self.contract_id, "version": self.contract_version},
+            "sources": list(self.sources),
+            "rows": self.rows,
+            "accepted": self.n_accepted,
+            "flagged": self.n_flagged,
+            "quarantined": self.n_quarantined,
+            "reasons": self.reasons,
+            "hold": self.hold,
+            "hold_reasons": list(self.hold_reasons),
+            "tolerance": str(self.tolerance),
+            "pseudonym_key_id": self.key_id,
+        }
+
+    def __repr__(self) -> str:
+        hold = ", HOLD" if self.hold else ""
+        return (f"<ValidationResult {self.contract_id} v{self.contract_version}: {self.rows} rows,"
+                f" {self.n_accepted} accepted ({self.n_flagged} flagged),"
+                f" {self.n_quarantined} quarantined{hold}>")
+
+    def _repr_html_(self) -> str:
+        state = ("<b style='color:#b00'>payment hold</b>: " + html.escape("; ".join(self.hold_reasons))
+                 if self.hold else "<b style='color:#070'>no hold</b>")
+        head = (f"<p><b>Validation of {html.escape(self.contract_id)} v{self.contract_version}</b>: "
+                f"{self.rows} rows, {self.n_accepted} accepted ({self.n_flagged} flagged), "
+                f"{self.n_quarantined} quarantined; {state}</p>")
+        summ = self.summary()
+        table = summ.to_html(float_format=lambda x: f"{x:.1%}") if len(summ) else "<p>Every check passed.</p>"
+        return head + table
+
+
+def validation_json(result: ValidationResult) -> dict[str, Any]:
+    """``result.to_json()``: the JSON the CLI prints."""
+    return result.to_json()
+
+
+# ------------------------------------------------------------------------ validate ---
+
+
+def _severity(contract: Contract, code: str) -> str:
+    if code in measured.STRUCTURAL_CODES or code == "empty_submission":
+        return "critical"
+    return contract.data_quality.severity.get(code, "critical")
+
+
+def validate(
+    contract: Contract,
+    data: RawOutcomes | pd.DataFrame | str | Path,
+    *,
+    previous: "ValidationResult | pd.DataFrame | None" = None,
+    key: PseudonymKey | None = None,
+) -> ValidationResult:
+    """Check measured ``data`` against ``contract``; see the module's docstring.
+
+    ``data`` is what :func:`sib_engine.outcome_io.read_outcomes` returns, a data frame in
+    the measured-data format, or the path of a file or folder.  ``previous`` is an earlier
+    submission's result (or its ``accepted`` frame): a row for the same participant, metric
+    and date with another value is quarantined as ``restated_row``.  ``key`` is the
+    pseudonymisation key (by default from the environment, see :mod:`sib_engine.privacy`).
+    """
+    if key is None:
+        key = PseudonymKey.from_environment()
+    t_start = time.perf_counter()
+    if isinstance(data, RawOutcomes):
+        raw = data
+    elif isinstance(data, pd.DataFrame):
+        raw = RawOutcomes.from_frame(data)
+    else:
+        raw = read_outcomes(data)
+    n = raw.rows
+    failures = Failures()
+    engine_of: dict[str, str] = {}
+    check_rows: list[dict[str, Any]] = []
+
+    def own(check: str, code: str, description: str) -> None:
+        engine_of[check] = "sib-engine"
+        check_rows.append({"check": check, "code": code, "engine": "sib-engine", "description": description})
+
+    # 1. what the reader found
+    own("reader", "bad_encoding", "every line is UTF-8 text")
+    own("reader_fields", "malformed_row", "every line has as many fields as the header")
+    rp = raw.row_problems
+    for code, check in (("bad_encoding", "reader"), ("malformed_row", "reader_fields")):
+        sub = rp[rp["code"] == code]
+        if len(sub):
+            failures.add(sub["pos"].to_numpy(), sub["column"].iloc[0] or "(line)", sub["value"], check, code,
+                         sub["message"])
+
+    # 2. the structure of each file
+    required = measured.required_columns(contract)
+    own("columns", "missing_column", "every required column is present: " + ", ".join(required))
+    own("separator", "wrong_delimiter", "columns are separated by ',' or ';'")
+    structure_failed = np.zeros(n, dtype=bool)
+    for f in raw.files:
+        rows = np.arange(f.first, f.first + f.rows, dtype=np.int64)
+        if f.problem is not None:
+            failures.add(rows, "(header)", "", "separator", f.problem[0], f"{Path(f.name).name}: {f.problem[1]}")
+            structure_failed[rows] = True
+            continue
+        missing = [c for c in required if c not in f.columns]
+        if missing and f.rows:
+            import difflib
+
+            hints = []
+            for m in missing:
+                close = difflib.get_close_matches(m, [c for c in f.columns if c not in measured.COLUMN_NAMES], n=1)
+                hints.append(f"'{m}'" + (f" (is '{close[0]}' meant?)" if close else ""))
+            failures.add(rows, missing[0], "", "columns", "missing_column",
+                         f"{Path(f.name).name} has no column {', '.join(hints)}")
+            structure_failed[rows] = True
+
+    frame = raw.frame
+    for name in required:
+        if name not in frame.columns:
+            frame = frame.assign(**{name: pd.Series(pd.NA, index=frame.index, dtype="str")})
+
+    laps: dict[str, float] = {}
+    lap = time.perf_counter()
+
+    def mark(name: str) -> None:
+        nonlocal lap
+        now = time.perf_counter()
+        laps[name] = laps.get(name, 0.0) + now - lap
+        lap = now
+
+    mark("read_and_structure")
+    # 3. types
+    own("types", "wrong_type", "numbers and whole numbers parse")
+    own("dates", "unparseable_date", "dates parse (YYYY-MM-DD, or DD-MM-YYYY in a ';' file)")
+    typed = measured.parse(frame, raw.decimal_comma, failures)
+    for name in ("cohort", "group", "municipality", "contract_id", "metric", "participant_id"):
+        if name not in typed:
+            typed[name] = pd.Series(pd.NA, index=typed.index, dtype="str")
+
+    mark("parse")
+    # 4. pseudonyms
+    codes, uniques = pd.factorize(typed["participant_id"], use_na_sentinel=True)
+    pid = codes.astype(np.int64)
+    names = pd.Index(key.pseudonyms(pd.Series(uniques).astype("str").tolist()), dtype="str")
+    pseudonym = pd.Series(pd.Categorical.from_codes(pid, categories=names), index=typed.index)
+
+    mark("pseudonymise")
+    # 5. the checks generated from the contract, run by great-expectations
+    links = measured.link(typed, pid)
+    cf = measured.check_frame(contract, typed, pid, links)
+    is_enr = (typed["metric"] == ENROLMENT).fillna(False).to_numpy(dtype=bool)
+    cf["is_enrolment"] = pd.Series(is_enr, index=typed.index)
+    cf["is_outcome"] = pd.Series(typed["metric"].notna().to_numpy(dtype=bool) & ~is_enr, index=typed.index)
+    checks = measured.plan_checks(contract)
+    for c in checks:
+        for col in c.columns:
+            if col not in cf:
+                cf[col] = pd.Series(pd.NA, index=typed.index, dtype="str")
+    gx = _Gx.get()
+    is_out = cf["is_outcome"].to_numpy()
+    failing: dict[str, np.ndarray] = {c.id: np.zeros(0, np.int64) for c in checks}
+    for where, mask in (("all", None), ("enrolment", is_enr), ("outcome", is_out)):
+        group = tuple(c for c in checks if c.where == where)
+        if not group or not n or (mask is not None and not mask.any()):
+            continue
+        mark("derive")
+        sub = _compact(cf, group, mask)
+        mark("compact")
+        found = gx.run(sub, group)
+        mark("great_expectations")
+        failing.update(found)
+    for c in checks:
+        engine_of[c.id] = "great_expectations"
+        check_rows.append({"check": c.id, "code": c.code, "engine": "great_expectations",
+                           "description": c.description})
+        rows = failing[c.id]
+        if c.id == "participant_unique":
+            rows = rows[~links.first_enrolment[rows]]
+        if not rows.size:
+            continue
+        report = c.report
+        shown = typed[report].iloc[rows] if report in typed else cf[c.columns[0]].iloc[rows]
+        if report == "participant_id":
+            shown = pseudonym.iloc[rows]
+        failures.add(rows, report, shown, c.id, c.code, _messages(c, cf, rows, shown))
+
+    mark("map_failures")
+    # 6. restatements of an earlier submission
+    own("restatement", "restated_row", "a row already submitted keeps its value (corrections are true-ups)")
+    if previous is not None and n:
+        prev = previous.accepted if isinstance(previous, ValidationResult) else previous
+        current = pd.DataFrame({"participant_id": pseudonym, "metric": typed["metric"],
+                                "date": typed["date"], "value": typed["value"]})
+        pos, old, old_row = measured.restated(current, prev)
+        if pos.size:
+            new = measured._show(typed["value"].iloc[pos].reset_index(drop=True))
+            oldv = measured._show(pd.Series(old))
+            where = pd.Series(np.where(old_row > 0, " (row " + old_row.astype(str).astype(object) + " there)", ""))
+            failures.add(pos, "value", typed["value"].iloc[pos], "restatement", "restated_row",
+                         "value " + new + " differs from the " + oldv + " submitted before" + where
+                         + "; a correction is a true-up, not a silent change")
+
+    mark("restatements")
+    # 7. severity, structure first, then rows of quarantined enrolments
+    own("enrolment_accepted", "unknown_participant", "an outcome row's enrolment row is itself accepted")
+    fails = failures.frame()
+    if structure_failed.any():
+        # a file with a structure problem: only that reason for its rows
+        keep = ~structure_failed[fails["row"].to_numpy()] | fails["code"].isin(_STRUCTURE).to_numpy()
+        fails = fails[keep]
+    sev_map = {code: _severity(contract, code) for code in set(fails["code"]) | set(CHECK_CODES)}
+    severity = fails["code"].map(sev_map).astype("str")
+    fails = fails.assign(severity=severity)
+    critical_rows = np.zeros(n, dtype=bool)
+    critical_rows[fails.loc[severity == "critical", "row"].to_numpy()] = True
+    er = links.enrolment_row
+    orphan = (~is_enr) & (er >= 0) & ~critical_rows
+    orphan &= critical_rows[np.maximum(er, 0)]
+    if orphan.any():
+        rows = np.flatnonzero(orphan)
+        enr_codes = fails[fails["severity"] == "critical"].drop_duplicates("row").set_index("row")["code"]
+        their = enr_codes.reindex(er[rows]).fillna("").to_numpy(dtype=object)
+        extra = Failures()
+        extra.add(rows, "participant_id", pseudonym.iloc[rows], "enrolment_accepted", "unknown_participant",
+                  pd.Series("the participant's enrolment (row " + (er[rows] + 1).astype(str).astype(object)
+                            + ") was quarantined: " + their))
+        ef = extra.frame()
+        ef = ef.assign(severity=_severity(contract, "unknown_participant"))
+        fails = pd.concat([fails, ef], ignore_index=True)
+        if _severity(contract, "unknown_participant") == "critical":
+            critical_rows[rows] = True
+
+    # 8. assemble
+    order = {c: i for i, c in enumerate(measured.REASON_ORDER)}
+    fails = fails.assign(_o=fails["code"].map(order).fillna(99)).sort_values(["row", "_o"], kind="stable")
+    fails = fails.drop(columns="_o").reset_index(drop=True)
+    positions = fails["row"].to_numpy(dtype=np.int64)
+    fails.insert(1, "source", raw.sources(positions))
+    fails["row"] = (positions + 1).astype("int64")
+    fails = fails[["row", "source", "column", "value", "check", "code", "severity", "message"]]
+    fails["row"] = fails["row"].astype("Int64")
+
+    q_pos = np.flatnonzero(critical_rows)
+    accepted = _accepted(typed, pseudonym, links, critical_rows, fails, is_enr)
+    quarantined = _quarantined(frame, pseudonym, raw, q_pos, fails)
+
+    hold_reasons: list[str] = []
+    tol = contract.data_quality.tolerance
+    if n == 0:
+        sub = _empty_failures()
+        sub.loc[0] = [pd.NA, ", ".join(f.name for f in raw.files) or "(no files)", "", "", "rows",
+                      "empty_submission", "critical", "the submission has no data rows"]
+        fails = pd.concat([sub, fails], ignore_index=True) if len(fails) else sub
+        hold_reasons.append("the submission has no data rows")
+        check_rows.append({"check": "rows", "code": "empty_submission", "engine": "sib-engine",
+                           "description": "the submission has data rows"})
+    if structure_failed.any():
+        bad = sorted({Path(f.name).name for f in raw.files if structure_failed[f.first:f.first + f.rows].any()})
+        hold_reasons.append(f"structure problem (missing column or wrong separator) in {', '.join(bad)}")
+    if n and len(q_pos) / n > float(tol):
+        top = fails[fails["severity"] == "critical"].drop_duplicates("row")["code"].value_counts()
+        hold_reasons.append(
+            f"{len(q_pos)} of {n} rows quarantined ({len(q_pos) / n:.1%}), above the tolerance of"
+            f" {float(tol):.1%}" + (f" [{contract.data_quality.clause}]" if contract.data_quality.clause else "")
+            + "; mostly " + ", ".join(f"{k} ({v})" for k, v in top.head(3).items()))
+
+    checks_frame = pd.DataFrame(check_rows)
+    failed_by = fails.dropna(subset=["row"]).drop_duplicates(["check", "row"]).groupby("check").size()
+    checks_frame["severity"] = checks_frame["code"].map(lambda c: _severity(contract, str(c)))
+    checks_frame["failed"] = checks_frame["check"].map(failed_by).fillna(0).astype("int64")
+    checks_frame = checks_frame[["check", "code", "engine", "severity", "description", "failed"]]
+
+    mark("assemble")
+    total = time.perf_counter() - t_start
+    gx_seconds = laps.get("great_expectations", 0.0)
+    assert len(accepted) + len(quarantined) == n, "rows in must equal accepted + quarantined"
+    return ValidationResult(
+        contract_id=contract.id,
+        contract_version=contract.version,
+        rows=n,
+        accepted=accepted,
+        quarantined=quarantined,
+        failures=fails.reset_index(drop=True),
+        checks=checks_frame,
+        hold=bool(hold_reasons),
+        hold_reasons=tuple(hold_reasons),
+        tolerance=tol,
+        key_id=key.id,
+        sources=tuple(f.name for f in raw.files),
+        timings={"total": total, "great_expectations": gx_seconds, "overhead": total - gx_seconds,
+                 **{f"step_{k}": v for k, v in laps.items()}},
+    )
+
+
+def _compact(cf: Mapping[str, pd.Series], checks: tuple[Check, ...], mask: np.ndarray | None) -> pd.DataFrame:
+    """The narrow frame great-expectations checks: only the columns ``checks`` read, only
+    the rows they apply to (index: positions in the submission), text as categories and
+    presence-only columns as 1/NaN, so that its per-expectation copies stay cheap."""
+    cols = list(dict.fromkeys(col for c in checks for col in c.columns))
+    out: dict[str, Any] = {}
+    for col in cols:
+        s = cf[col] if mask is None else cf[col][mask]
+        if col.endswith("_text"):
+            s = pd.Series(np.where(s.notna().to_numpy(), 1.0, np.nan), index=s.index)
+        elif s.dtype == "str" or s.dtype == object:
+            s = s.astype("category")
+        out[col] = s
+    return pd.DataFrame(out)
+
+
+def _messages(check: Check, cf: Mapping[str, pd.Series], rows: np.ndarray, shown: pd.Series) -> pd.Series:
+    text = measured._show(shown.reset_index(drop=True))
+    parts = check.message.split("{value}")
+    msg = pd.Series(parts[0], index=text.index, dtype="str")
+    for p in parts[1:]:
+        msg = msg + text + p
+    if "{other}" in check.message:
+        other_col = _OTHER.get(check.id)
+        if other_col is not None:
+            other = measured._show(cf[other_col].iloc[rows].reset_index(drop=True))
+            other = other.where(other != measured.NEVER.strftime("%Y-%m-%d"), "never")
+            pieces = msg.str.split("{other}", n=1, regex=False)
+            msg = pieces.str[0] + other + pieces.str[1]
+    return msg
+
+
+_OTHER = {
+    "value_min": "value_min",
+    "value_max": "value_max",
+    "enrolment_opens": "cohort_open",
+    "enrolment_closes": "cohort_close",
+    "after_enrolment": "enrol_date",
+    "within_window": "window_end",
+    "prerequisites_first": "prereq_date",
+    "claim_limit": "claim_no",
+}
+
+
+def _flags(fails: pd.DataFrame, positions: np.ndarray, n: int) -> pd.Series:
+    warn = fails[(fails["severity"] == "warning") & fails["row"].notna()]
+    out = pd.Series("", index=pd.RangeIndex(n), dtype="str")
+    if len(warn):
+        g = warn.drop_duplicates(["row", "code"]).groupby(warn["row"].astype("int64") - 1)["code"].agg(";".join)
+        out.loc[g.index] = g.to_numpy()
+    return out.iloc[positions].reset_index(drop=True)
+
+
+def _accepted(
+    typed: pd.DataFrame, pseudonym: pd.Series, links: measured.Links, critical: np.ndarray,
+    fails: pd.DataFrame, is_enr: np.ndarray,
+) -> pd.DataFrame:
+    pos = np.flatnonzero(~critical)
+    n = len(typed)
+    er = links.enrolment_row
+    src = np.where(er >= 0, er, np.arange(n))[pos]
+    cols: dict[str, Any] = {}
+    for name in measured.COLUMN_NAMES:
+        if name == "participant_id":
+            cols[name] = pseudonym.iloc[pos].reset_index(drop=True)
+            continue
+        if name not in typed:
+            if name == "group":
+                cols[name] = pd.Series(TREATMENT, index=range(len(pos)), dtype="str")
+            continue
+        own = typed[name].iloc[pos].reset_index(drop=True)
+        if name in ("cohort", "group", "municipality", "age", "prior_months"):
+            inherited = typed[name].iloc[src].reset_index(drop=True)
+            own = own.where(own.notna(), inherited)
+        if name == "group":
+            own = own.fillna(TREATMENT)
+        if name in ("contract_version", "age", "prior_months"):
+            own = own.astype("Int64")
+        cols[name] = own
+    out = pd.DataFrame(cols)
+    out["row"] = (pos + 1).astype("int64")
+    out["flags"] = _flags(fails, pos, n)
+    return out
+
+
+def _quarantined(
+    frame: pd.DataFrame, pseudonym: pd.Series, raw: RawOutcomes, q_pos: np.ndarray, fails: pd.DataFrame,
+) -> pd.DataFrame:
+    crit = fails[(fails["severity"] == "critical") & fails["row"].notna()]
+    by_row = crit.groupby(crit["row"].astype("int64") - 1, sort=False)
+    first = by_row.first()
+    allc = crit.drop_duplicates(["row", "code"]).groupby(crit["row"].astype("int64") - 1)["code"].agg(";".join) \
+        if len(crit) else pd.Series(dtype="str")
+    out = pd.DataFrame({
+        "row": (q_pos + 1).astype("int64"),
+        "source": raw.sources(q_pos).to_numpy(),
+        "reason": first["code"].reindex(q_pos).to_numpy(),
+        "reasons": allc.reindex(q_pos).to_numpy(),
+        "message": first["message"].reindex(q_pos).to_numpy(),
+    })
+    for name in measured.COLUMN_NAMES:
+        if name == "participant_id":
+            out[name] = pseudonym.iloc[q_pos].to_numpy()
+        elif name in frame.columns:
+            out[name] = measured.as_text(frame[name].iloc[q_pos].reset_index(drop=True)).to_numpy()
+    return out.astype({c: "str" for c in out.columns if c != "row"})
+
+
+def result_to_json_text(result: ValidationResult) -> str:
+    """The JSON of :meth:`ValidationResult.to_json`, as text."""
+    return json.dumps(result.to_json(), indent=2, default=str)
+
