@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(SIB) check contracts/*.yaml
 	@for f in contracts/*.yaml; do echo; $(SIB) show "$$f" || exit 1; done
+	@for f in contracts/*.yaml; do stem=$$(basename "$$f" .yaml); echo; \
+	  echo "== $(SIB) validate $$f outcomes/$$stem.csv --demo-key"; \
+	  $(SIB) validate "$$f" "outcomes/$$stem.csv" --demo-key || exit 1; done
 
 ## make test: the layering check, the type check and the whole test suite
 test: $(STAMP)

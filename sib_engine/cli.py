@@ -15,6 +15,7 @@ code  meaning
 2     usage error: an unknown command or option, a missing argument, a malformed value
       such as ``--on 2025-13-01`` (reported by Typer)
 3     internal error: a bug in sib-engine; the message asks for a report
+4     ``validate``: the data were read and checked, but the submission is on payment hold
 130   interrupted (Ctrl-C)
 ====  ==================================================================================
 
@@ -40,11 +41,14 @@ from sib_engine import __version__
 if TYPE_CHECKING:  # pragma: no cover - imports for the type checker only
     from sib_engine.contract import Contract
     from sib_engine.errors import ContractError
+    from sib_engine.privacy import PseudonymKey
+    from sib_engine.validation import ValidationResult
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_HOLD = 4
 
 app = typer.Typer(
     name="sib",
@@ -188,6 +192,80 @@ def show(
 
     terms = _load(contract)
     _out(describe_contract(terms, on.date() if on is not None else None))
+
+
+def _pseudonym_key(demo_key: bool) -> "PseudonymKey":
+    from sib_engine.privacy import PseudonymKey
+
+    return PseudonymKey.demo() if demo_key else PseudonymKey.from_environment()
+
+
+DemoKeyOption = Annotated[
+    bool,
+    typer.Option(
+        "--demo-key",
+        help="Pseudonymise with the public demo key: for made-up example data only, never real data.",
+    ),
+]
+
+
+@app.command()
+def validate(
+    contract: Annotated[Path, typer.Argument(metavar="CONTRACT", help="Contract file (YAML).", show_default=False)],
+    data: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATA",
+            help="Measured data: a CSV, Parquet or .xlsx file, or a folder of them.",
+            show_default=False,
+        ),
+    ],
+    quarantine: Annotated[
+        Path | None,
+        typer.Option("--quarantine", metavar="FILE", help="Write the quarantined rows (with reasons) to this CSV file.",
+                     show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    demo_key: DemoKeyOption = False,
+) -> None:
+    """Validate measured data against a contract: every row accepted or quarantined with a reason.
+
+    Exit 0 when the submission can be paid on (rows may still be quarantined: see the
+    reasons), 4 when it is on payment hold (too many rows quarantined, or its structure is
+    wrong), 1 when the contract or the data cannot be read.
+    """
+    import json
+
+    from sib_engine.validation import validate as run_validation
+
+    terms = _load(contract)
+    result = run_validation(terms, data, key=_pseudonym_key(demo_key))
+    if quarantine is not None:
+        result.quarantined.to_csv(quarantine, index=False)
+    if as_json:
+        _out(json.dumps(result.to_json(), indent=2))
+    else:
+        _out(_validation_text(result, quarantine))
+    if result.hold:
+        raise typer.Exit(EXIT_HOLD)
+
+
+def _validation_text(result: "ValidationResult", quarantine: Path | None) -> str:
+    lines = [
+        f"{result.contract_id} v{result.contract_version}: {result.rows} rows, "
+        f"{result.n_accepted} accepted ({result.n_flagged} flagged with warnings), "
+        f"{result.n_quarantined} quarantined"
+    ]
+    summary = result.summary()
+    for code, row in summary.iterrows():
+        lines.append(f"  {code:<28} {row['severity']:<8} {int(row['rows']):>8} rows  e.g. {row['example']}")
+    if result.hold:
+        lines.append("PAYMENT HOLD: " + "; ".join(result.hold_reasons))
+    else:
+        lines.append("no payment hold")
+    if quarantine is not None:
+        lines.append(f"quarantined rows written to {quarantine}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------- entry point ---
