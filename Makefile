@@ -21,8 +21,16 @@ demo: $(STAMP)
 	  echo "== $(SIB) validate $$f outcomes/$$stem.csv --demo-key"; \
 	  $(SIB) validate "$$f" "outcomes/$$stem.csv" --demo-key || exit 1; done
 
+# Debian packages the tests use for real: Chromium renders the HTML reports.
+# Installed when missing (CI and developers run as root on Debian).
+.PHONY: system-deps
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the report rendering test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 ## make test: the layering check, the type check and the whole test suite
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
