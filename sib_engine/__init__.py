@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "ContractError": "sib_engine.errors",
     "Problem": "sib_engine.errors",
     "SibError": "sib_engine.errors",
+    "Evaluation": "sib_engine.evaluation",
+    "evaluate": "sib_engine.evaluation",
     "load_contract": "sib_engine.loader",
     "parse_contract": "sib_engine.loader",
     "describe_contract": "sib_engine.render",
@@ -36,6 +38,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 if TYPE_CHECKING:
     from sib_engine.contract import FORMAT_VERSION, Contract
     from sib_engine.errors import ContractError, Problem, SibError
+    from sib_engine.evaluation import Evaluation, evaluate
     from sib_engine.loader import load_contract, parse_contract
     from sib_engine.render import describe_contract
     from sib_engine.schema_export import contract_json_schema
