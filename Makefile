@@ -13,13 +13,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-## make demo: run the main job on the bundled examples with the embedded database
+## make demo: run the main job on the bundled examples with the embedded database (./sib.db;
+## running it again records nothing new), then verify the ledger, show a history and an INDIGO export
 demo: $(STAMP)
 	$(SIB) check contracts/*.yaml
 	@for f in contracts/*.yaml; do echo; $(SIB) show "$$f" || exit 1; done
+	@mkdir -p demo-output
 	@for f in contracts/*.yaml; do stem=$$(basename "$$f" .yaml); echo; \
-	  echo "== $(SIB) validate $$f outcomes/$$stem.csv --demo-key"; \
-	  $(SIB) validate "$$f" "outcomes/$$stem.csv" --demo-key || exit 1; done
+	  echo "== $(SIB) run $$f outcomes/$$stem.csv --demo-key --report demo-output/$$stem"; \
+	  $(SIB) run "$$f" "outcomes/$$stem.csv" --demo-key --report "demo-output/$$stem" || exit 1; done
+	@echo; echo "== $(SIB) verify"; $(SIB) verify
+	@echo; echo "== $(SIB) history contracts/utrecht_training_kitchen_2015.yaml"
+	@$(SIB) history contracts/utrecht_training_kitchen_2015.yaml
+	@echo; echo "== $(SIB) export contracts/utrecht_training_kitchen_2015.yaml --format indigo"
+	@$(SIB) export contracts/utrecht_training_kitchen_2015.yaml --format indigo -o demo-output/utrecht_training_kitchen_2015.indigo.json
 
 # Debian packages the tests use for real: Chromium renders the HTML reports.
 # Installed when missing (CI and developers run as root on Debian).
@@ -29,15 +36,16 @@ system-deps:
 	  echo "installing Debian's chromium (for the report rendering test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## make test: the layering check, the type check and the whole test suite
+## make test: the layering check, the type check and the whole test suite (the storage tests
+## run on SQLite and on a throwaway PostgreSQL server, installed from Debian's packages if missing)
 test: $(STAMP) system-deps
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	scripts/with-postgres.sh $(PY) -m pytest
 
 ## make bench: the benchmarks, printing their figures
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	scripts/with-postgres.sh $(PY) benchmarks/run.py
 
 ## make schema: regenerate the contract JSON Schema kept in the repository
 schema: $(STAMP)

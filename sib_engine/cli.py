@@ -15,7 +15,10 @@ code  meaning
 2     usage error: an unknown command or option, a missing argument, a malformed value
       such as ``--on 2025-13-01`` (reported by Typer)
 3     internal error: a bug in sib-engine; the message asks for a report
-4     ``validate``: the data were read and checked, but the submission is on payment hold
+4     ``validate``, ``run``: the data were read and checked, but the submission is on payment
+      hold (``run`` records the submission and determines nothing)
+5     ``verify``: the database does not verify: a hash does not match or a recorded
+      determination does not recompute (each mismatch is named in the output)
 130   interrupted (Ctrl-C)
 ====  ==================================================================================
 
@@ -42,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for the type checker only
     from sib_engine.contract import Contract
     from sib_engine.errors import ContractError
     from sib_engine.privacy import PseudonymKey
+    from sib_engine.evaluation import Evaluation
     from sib_engine.validation import ValidationResult
 
 EXIT_OK = 0
@@ -49,6 +53,7 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 EXIT_HOLD = 4
+EXIT_MISMATCH = 5
 
 app = typer.Typer(
     name="sib",
@@ -115,7 +120,8 @@ def _root(
     """sib-engine: readable contract files, reproducible payment determinations and risk
     models for social impact bonds and other outcomes contracts.
 
-    Exit codes: 0 success, 1 invalid input, 2 usage error, 3 internal error.
+    Exit codes: 0 success, 1 invalid input, 2 usage error, 3 internal error, 4 payment hold,
+    5 the ledger does not verify.
     """
 
 
@@ -250,6 +256,87 @@ def validate(
         raise typer.Exit(EXIT_HOLD)
 
 
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        metavar="DATE",
+        formats=["%Y-%m-%d"],
+        help="Determine as of this data date (YYYY-MM-DD): only determinations whose data cutoff has passed.",
+        show_default=False,
+    ),
+]
+
+
+def _evaluate(contract: Path, data: str, as_of: datetime | None, demo_key: bool) -> tuple["Contract", "Evaluation"]:
+    """Validate the data, refuse a submission on payment hold, and evaluate."""
+    from sib_engine.evaluation import evaluate as run_evaluation
+    from sib_engine.validation import validate as run_validation
+
+    terms = _load(contract)
+    checked = run_validation(terms, data, key=_pseudonym_key(demo_key))
+    if checked.hold:
+        _err(_validation_text(checked, None))
+        _fail("no determination made: the data submission is on payment hold", EXIT_HOLD)
+    return terms, run_evaluation(terms, checked, as_of.date() if as_of is not None else None)
+
+
+@app.command()
+def evaluate(
+    contract: Annotated[Path, typer.Argument(metavar="CONTRACT", help="Contract file (YAML).", show_default=False)],
+    data: Annotated[str, typer.Argument(metavar="DATA", help="Measured data file or folder.", show_default=False)],
+    as_of: AsOfOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the determination as JSON.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Explain every amount down to its clause.")] = False,
+    demo_key: DemoKeyOption = False,
+) -> None:
+    """What the payers owe, to the cent, and why: validate the data, then determine payments.
+
+    Exit 0 with the determination; 4 when the data are on payment hold (nothing is
+    determined); 1 when the contract or data cannot be read.
+    """
+    import json
+
+    from sib_engine.money import format_money
+
+    _, result = _evaluate(contract, data, as_of, demo_key)
+    if as_json:
+        _out(json.dumps(result.to_json(), indent=2))
+        return
+    cur = result.currency
+    lines = [repr(result)]
+    for d in result.determinations:
+        amount = sum((ln.amount for ln in result.lines_of(d.id)), start=result.total * 0)
+        lines.append(f"  {d.id:<12} {d.kind:<8} up to {d.period:<5} paid {d.payment_date}  {format_money(amount, cur)}")
+    lines.append("by payer:")
+    for payer, amount in result.by_payer.items():
+        lines.append(f"  {payer:<24} {format_money(amount, cur)}")
+    lines.append(f"total: {format_money(result.total, cur)}")
+    if explain:
+        lines += ["", result.explain()]
+    _out("\n".join(lines))
+
+
+@app.command()
+def report(
+    contract: Annotated[Path, typer.Argument(metavar="CONTRACT", help="Contract file (YAML).", show_default=False)],
+    data: Annotated[str, typer.Argument(metavar="DATA", help="Measured data file or folder.", show_default=False)],
+    out: Annotated[Path, typer.Option("-o", "--out", metavar="DIR", help="Folder to write the statements to.")] = Path(
+        "reports"
+    ),
+    as_of: AsOfOption = None,
+    demo_key: DemoKeyOption = False,
+) -> None:
+    """Write the municipality and investor statements (self-contained HTML and Excel) and the flow diagram."""
+    from sib_engine.reports import write_report
+
+    terms, result = _evaluate(contract, data, as_of, demo_key)
+    paths = write_report(terms, result, out, evaluation=result, as_of=result.as_of)
+    _out(f"statements for {terms.id} written to {paths.directory}:")
+    for p in paths.all():
+        _out(f"  {p}")
+
+
 def _validation_text(result: "ValidationResult", quarantine: Path | None) -> str:
     lines = [
         f"{result.contract_id} v{result.contract_version}: {result.rows} rows, "
@@ -266,6 +353,157 @@ def _validation_text(result: "ValidationResult", quarantine: Path | None) -> str
     if quarantine is not None:
         lines.append(f"quarantined rows written to {quarantine}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------ storage and ledger ---
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Database: a URL (sqlite:///file.db, postgresql://user@host/db) or a SQLite file; "
+        "default $SIB_DATABASE_URL, else sqlite:///sib.db in the working directory.",
+        show_default=False,
+    ),
+]
+
+
+def _deal_id(contract: str) -> str:
+    """A contract file's id, or the argument itself taken as a deal id."""
+    path = Path(contract)
+    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+        return _load(path).id
+    return contract
+
+
+def _command_line() -> str:
+    import shlex
+
+    return shlex.join(["sib", *sys.argv[1:]])
+
+
+@app.command()
+def run(
+    contract: Annotated[Path, typer.Argument(metavar="CONTRACT", help="Contract file (YAML).", show_default=False)],
+    data: Annotated[
+        str,
+        typer.Argument(metavar="DATA", help="Measured data: a CSV, Parquet or .xlsx file, or a folder of them.",
+                       show_default=False),
+    ],
+    db: DbOption = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", metavar="DATE", formats=["%Y-%m-%d"],
+                     help="Make the determinations due by this date (YYYY-MM-DD); default: all of them, the "
+                     "data taken as complete.", show_default=False),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="DIR", help="Write the payer and investor statements to this folder.",
+                     show_default=False),
+    ] = None,
+    demo_key: DemoKeyOption = False,
+) -> None:
+    """The main job: validate the data, evaluate, allocate to funders, record it all, report.
+
+    The contract and the data file are recorded once each (by content hash); a new data file
+    for the same contract is a restatement, and its differences with what the ledger holds
+    become true-up and clawback lines.  Running again with the same contract, data and date
+    records nothing new.  Exit 0 when recorded (or already recorded), 4 when the data are on
+    payment hold (the submission is recorded, nothing is determined), 1 for bad input.
+    """
+    from sib_engine.errors import ContractError
+    from sib_engine.job import run_job
+
+    key = _pseudonym_key(demo_key)
+    try:
+        result = run_job(contract, data, db=db, as_of=as_of.date() if as_of is not None else None,
+                         report_dir=report, key=key, command=_command_line())
+    except ContractError as exc:
+        _fail(_problems(contract, exc))
+    _out(result.summary())
+    if result.hold:
+        raise typer.Exit(EXIT_HOLD)
+
+
+@app.command()
+def history(
+    contract: Annotated[
+        str,
+        typer.Argument(metavar="CONTRACT", help="Contract file (YAML), or the contract's id.", show_default=False),
+    ],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON.")] = False,
+) -> None:
+    """Every determination, restatement and simulation recorded for a contract, with hashes."""
+    import json
+
+    from sib_engine.storage import Store, display_url
+
+    deal = _deal_id(contract)
+    with Store.open(db, create=False) as store:
+        if store.latest_contract(deal) is None:
+            _fail(f"nothing is recorded for '{deal}' in {display_url(store.url)}")
+        result = store.history(deal)
+    _out(json.dumps(result.to_json(), indent=2) if as_json else result.format())
+
+
+@app.command()
+def verify(db: DbOption = None) -> None:
+    """Check the hash chain and recompute every recorded determination from its stored inputs.
+
+    Exit 0 only if every hash matches and every determination (and funder allocation)
+    recomputes exactly; otherwise 5, with each mismatch named.
+    """
+    from sib_engine.storage import Store
+
+    with Store.open(db, create=False) as store:
+        result = store.verify()
+    _out(result.format())
+    if not result.ok:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+@app.command()
+def export(
+    contract: Annotated[
+        str,
+        typer.Argument(metavar="CONTRACT", help="Contract file (YAML), or the contract's id.", show_default=False),
+    ],
+    export_format: Annotated[
+        str,
+        typer.Option("--format", metavar="FORMAT", help="Output format: indigo (the INDIGO impact-bond data "
+                     "standard of the Oxford Government Outcomes Lab, as JSON)."),
+    ] = "indigo",
+    db: DbOption = None,
+    min_cell: Annotated[
+        int | None,
+        typer.Option("--min-cell", metavar="N", min=1, help="Suppress counts of fewer than N participants "
+                     "(default $SIB_MIN_CELL, else 10).", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of the standard output.",
+                     show_default=False),
+    ] = None,
+) -> None:
+    """Export a recorded deal's terms, payments and results for publication (INDIGO)."""
+    import json
+
+    if export_format != "indigo":
+        _fail(f"unknown export format '{export_format}': the only format is 'indigo'", EXIT_USAGE)
+    from sib_engine.storage import Store
+
+    deal = _deal_id(contract)
+    with Store.open(db, create=False) as store:
+        document = store.export_indigo(deal, min_cell=min_cell)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        _out(f"wrote {output}")
+    else:
+        _out(text)
 
 
 # --------------------------------------------------------------------- entry point ---
