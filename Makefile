@@ -22,6 +22,8 @@ demo: $(STAMP)
 	@for f in contracts/*.yaml; do stem=$$(basename "$$f" .yaml); echo; \
 	  echo "== $(SIB) run $$f outcomes/$$stem.csv --demo-key --report demo-output/$$stem"; \
 	  $(SIB) run "$$f" "outcomes/$$stem.csv" --demo-key --report "demo-output/$$stem" || exit 1; done
+	@echo; echo "== $(SIB) simulate contracts/brussels_mentoring_2014.yaml --paths 20000 --seed 2014 --report demo-output/brussels_mentoring_2014"
+	@$(SIB) simulate contracts/brussels_mentoring_2014.yaml --paths 20000 --seed 2014 --report demo-output/brussels_mentoring_2014
 	@echo; echo "== $(SIB) verify"; $(SIB) verify
 	@echo; echo "== $(SIB) history contracts/utrecht_training_kitchen_2015.yaml"
 	@$(SIB) history contracts/utrecht_training_kitchen_2015.yaml

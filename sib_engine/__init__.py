@@ -31,6 +31,12 @@ _EXPORTS: dict[str, str] = {
     "parse_contract": "sib_engine.loader",
     "describe_contract": "sib_engine.render",
     "contract_json_schema": "sib_engine.schema_export",
+    "load_scenario": "sib_engine.loader",
+    "simulate": "sib_engine.risk",
+    "simulate_portfolio": "sib_engine.risk",
+    "simulation_json": "sib_engine.risk",
+    "SimulationResult": "sib_engine.risk",
+    "SimulationError": "sib_engine.risk",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -39,8 +45,9 @@ if TYPE_CHECKING:
     from sib_engine.contract import FORMAT_VERSION, Contract
     from sib_engine.errors import ContractError, Problem, SibError
     from sib_engine.evaluation import Evaluation, evaluate
-    from sib_engine.loader import load_contract, parse_contract
+    from sib_engine.loader import load_contract, load_scenario, parse_contract
     from sib_engine.render import describe_contract
+    from sib_engine.risk import SimulationError, SimulationResult, simulate, simulate_portfolio, simulation_json
     from sib_engine.schema_export import contract_json_schema
 
 

@@ -17,9 +17,11 @@ size) and the design the named statistical test is run on.
 ``expected_duration``
     per treatment participant, the expected days over ``horizon_days`` from the table row
     of their age and prior months, prorated while the horizon has not yet elapsed at the
-    cutoff (``days elapsed / horizon_days``); the actual days are counted over the same
-    horizon.  The baseline is the mean expected days; tests run on the per-participant
-    differences (a one-sample t-test), or exactly for Poisson counts.
+    cutoff (``(cutoff - enrolment day) / horizon_days``, at most 1: complete on the day
+    ``horizon_days`` after enrolment); the actual days are counted over the same horizon,
+    up to and including that day (where a duration over the horizon is dated).  The
+    baseline is the mean expected days; tests run on the per-participant differences (a
+    one-sample t-test), or exactly for Poisson counts.
 ``comparison_group``
     the comparison participants (``group`` column, same cohorts, enrolled by the cutoff)
     measured alike.  ``difference``: two-sample tests on the raw data.
@@ -79,7 +81,7 @@ from sib_engine.stats import (
     welch_t,
     welch_t_from_samples,
 )
-from sib_engine.trace import Trace
+from sib_engine.trace import Trace, cite
 
 DEFAULT_TEST: dict[str, str] = {
     "binary": "two_proportion_z",
@@ -242,6 +244,11 @@ class Comparison:
 Estimator = Callable[[Baseline, Metric, Scope], Comparison]
 
 
+def _clause(b: Baseline, scope: Scope) -> str | None:
+    """The baseline's clause, citing the amendment that changed it, if any."""
+    return cite(scope.terms, b.clause, f"baselines.{b.id}")
+
+
 def _treatment(metric: Metric, scope: Scope, **kw: int) -> tuple[Estimate, Sample]:
     vals = participant_values(scope.md, metric, scope.cutoff_day, **kw)  # type: ignore[arg-type]
     s = sample(vals, scope.members(), metric)
@@ -258,7 +265,7 @@ def _fixed(b: Baseline, metric: Metric, scope: Scope) -> Comparison:
     assert isinstance(b, FixedBaseline)
     t, s = _treatment(metric, scope)
     base = Estimate(label=f"fixed baseline '{b.id}'", value=float(b.value), se=0.0, n=None,
-                    clause=b.clause, detail=b.source or "", exact=b.value)
+                    clause=_clause(b, scope), detail=b.source or "", exact=b.value)
     return Comparison(metric, t, base, "fixed", treated=s)
 
 
@@ -276,7 +283,7 @@ def _historical(b: Baseline, metric: Metric, scope: Scope) -> Comparison:
     else:
         se = float("nan")
     base = Estimate(label=f"historical baseline '{b.id}'", value=v, se=se, n=n, sd=sd, total=v * n,
-                    clause=b.clause, exact=b.value, detail=" ".join(x for x in (b.source, b.period) if x))
+                    clause=_clause(b, scope), exact=b.value, detail=" ".join(x for x in (b.source, b.period) if x))
     return Comparison(metric, t, base, "summary", treated=s)
 
 
@@ -299,7 +306,7 @@ def expected_days(b: ExpectedDurationBaseline, scope: Scope, mask: np.ndarray) -
             f"of the expected-duration table of baseline '{b.id}'; extend the table or check their "
             "enrolment rows"
         )
-    elapsed = scope.cutoff_day - p["enrol_day"].to_numpy() + 1
+    elapsed = scope.cutoff_day - p["enrol_day"].to_numpy()  # the horizon ends on enrolment + horizon_days
     frac = np.clip(elapsed / b.horizon_days, 0.0, 1.0)
     return np.asarray(out * frac)
 
@@ -313,7 +320,7 @@ def _expected_duration(b: Baseline, metric: Metric, scope: Scope) -> Comparison:
     mean = float(exp.mean()) if n else float("nan")
     base = Estimate(
         label=f"expected duration '{b.id}'", value=mean, se=0.0, n=n, total=float(exp.sum()),
-        clause=b.clause, exact=exact_mean(float(exp.sum()), n),
+        clause=_clause(b, scope), exact=exact_mean(float(exp.sum()), n),
         detail=f"{_num(float(exp.sum()))} expected day(s) over a {b.horizon_days}-day horizon for {n} participant(s), "
         "from the table by age and prior months",
     )
@@ -330,7 +337,7 @@ def _comparison_group(b: Baseline, metric: Metric, scope: Scope) -> Comparison:
     if b.estimator == "difference":
         base = Estimate(
             label=f"{b.design} comparison group '{b.id}'", value=c.mean, se=c.se, n=c.n, sd=c.sd,
-            total=c.total, clause=b.clause, exact=exact_mean(c.total, c.n),
+            total=c.total, clause=_clause(b, scope), exact=exact_mean(c.total, c.n),
             detail=f"{_num(c.total)} over {c.n} comparison participant(s) (group '{b.group}')",
         )
         return Comparison(metric, t, base, "samples", treated=s, compared=c)
@@ -344,7 +351,7 @@ def _comparison_group(b: Baseline, metric: Metric, scope: Scope) -> Comparison:
     parts = [exact_mean(c.total, c.n), exact_mean(t_pre.total, t_pre.n), exact_mean(c_pre.total, c_pre.n)]
     exact = None if any(x is None for x in parts) else parts[0] + parts[1] - parts[2]  # type: ignore[operator]
     base = Estimate(
-        label=f"difference-in-differences '{b.id}'", value=value, se=se, n=c.n, clause=b.clause, exact=exact,
+        label=f"difference-in-differences '{b.id}'", value=value, se=se, n=c.n, clause=_clause(b, scope), exact=exact,
         detail=(
             f"comparison after {_num(c.mean)} + (treatment before {_num(t_pre.mean)} - comparison before "
             f"{_num(c_pre.mean)}) from '{pre_metric.id}'"
@@ -369,7 +376,7 @@ def _blended(b: Baseline, metric: Metric, scope: Scope) -> Comparison:
     exacts = [c.baseline.exact for _, c in parts]
     exact = None if any(x is None for x in exacts) else sum(
         (w * x for (w, _), x in zip(parts, exacts) if x is not None), Decimal(0))
-    base = Estimate(label=f"blended baseline '{b.id}'", value=value, se=se, n=None, clause=b.clause,
+    base = Estimate(label=f"blended baseline '{b.id}'", value=value, se=se, n=None, clause=_clause(b, scope),
                     detail=detail, exact=exact)
     first = parts[0][1]
     return Comparison(metric, first.treatment, base, "wald", treated=first.treated)

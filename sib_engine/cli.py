@@ -337,6 +337,56 @@ def report(
         _out(f"  {p}")
 
 
+@app.command()
+def simulate(
+    contract: Annotated[Path, typer.Argument(metavar="CONTRACT", help="Contract file (YAML) with a simulation section.", show_default=False)],
+    paths: Annotated[int | None, typer.Option("--paths", min=1, help="Number of simulated worlds (default: the contract's).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default: the contract's).", show_default=False)] = None,
+    scenario: Annotated[Path | None, typer.Option("--scenario", metavar="FILE", help="Assumptions from a scenario file instead of the contract's section.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Run on a local Dask cluster of N worker processes.", show_default=False)] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="ADDRESS", help="Run on an existing Dask cluster.", show_default=False)] = None,
+    report_dir: Annotated[Path | None, typer.Option("--report", metavar="DIR", help="Write the risk page (risk.html, risk.json) to DIR.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Monte Carlo risk transfer: payment and return distributions, P(loss), VaR, payment curve.
+
+    Same seed, same result, whatever the chunk size or number of workers.
+    """
+    import json
+
+    from sib_engine.loader import load_scenario
+    from sib_engine.risk import simulate as run_simulation
+    from sib_engine.risk import simulation_json
+
+    if workers is not None and scheduler is not None:
+        _fail("give either --workers or --scheduler, not both", EXIT_USAGE)
+    terms = _load(contract)
+    assumptions = load_scenario(scenario, contract=terms) if scenario is not None else None
+    shown = {"last": -1}
+
+    def progress(done: int, total: int) -> None:
+        if as_json or total < 100_000:
+            return
+        pct = int(100 * done / total)
+        if pct // 10 != shown["last"]:
+            shown["last"] = pct // 10
+            _err(f"  simulated {done:,} of {total:,} worlds ({pct}%)")
+
+    result = run_simulation(terms, paths, seed, simulation=assumptions, workers=workers,
+                            scheduler=scheduler, progress=progress)
+    if report_dir is not None:
+        from sib_engine.reports import write_risk_report
+
+        write_risk_report(result, report_dir)
+    if as_json:
+        _out(json.dumps(simulation_json(result), indent=2, default=str))
+        return
+    _out(repr(result))
+    _out(result.summary().to_string())
+    if report_dir is not None:
+        _out(f"risk page written to {report_dir}")
+
+
 def _validation_text(result: "ValidationResult", quarantine: Path | None) -> str:
     lines = [
         f"{result.contract_id} v{result.contract_version}: {result.rows} rows, "

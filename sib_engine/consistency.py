@@ -23,13 +23,19 @@ from sib_engine.contract import (
     CohortTrigger,
     ComparisonGroupBaseline,
     Contract,
+    Distribution,
+    EmpiricalDistribution,
     Effect,
     ExpectedDurationBaseline,
     FixedBaseline,
+    NormalDistribution,
     RateCardTrigger,
     Schedule,
     ShareOfSavingsTrigger,
+    Simulation,
     ThresholdTrigger,
+    TriangularDistribution,
+    BetaDistribution,
 )
 from sib_engine.errors import KeyPath, Problem
 
@@ -73,6 +79,8 @@ def check(c: Contract) -> list[Problem]:
     _check_value_for_money(c, out)
     _check_data_quality(c, out)
     _check_amendments(c, out)
+    if c.simulation is not None:
+        _check_simulation(c, c.simulation, ("simulation",), out)
     if c.term.end <= c.term.start:
         # With the term's dates in the wrong order every date is "outside the term": report
         # the term itself (dates_out_of_order), not one echo of it per date.
@@ -874,3 +882,112 @@ def _check_amendments(c: Contract, out: _Collector) -> None:
                     f"change sets '{ch.set}' but gives no 'to' value",
                     "add 'to: <new value>'",
                 )
+
+
+# --------------------------------------------------------------------- simulation ---
+
+
+def check_simulation(c: Contract, sim: Simulation, path: KeyPath = ("simulation",)) -> list[Problem]:
+    """Problems of simulation assumptions ``sim`` against contract ``c`` (paths start at
+    ``path``: ``("simulation",)`` for a contract's own section or a scenario file)."""
+    out = _Collector()
+    _check_simulation(c, sim, path, out)
+    return out.problems
+
+
+def _check_distribution(out: _Collector, path: KeyPath, d: Distribution) -> None:
+    if isinstance(d, TriangularDistribution) and (not (d.low <= d.mode <= d.high) or d.low == d.high):
+        out.add("bad_distribution", path,
+                f"a triangular distribution needs low <= mode <= high and low < high (got {d.low}, {d.mode}, {d.high})",
+                "order the three numbers: low, the most likely value, high")
+    if isinstance(d, (NormalDistribution, BetaDistribution)) and d.low is not None and d.high is not None \
+            and d.low >= d.high:
+        out.add("bad_distribution", path + ("high",), f"high ({d.high}) is not above low ({d.low})",
+                "make high greater than low")
+    if isinstance(d, EmpiricalDistribution) and d.weights:
+        if len(d.weights) != len(d.values):
+            out.add("bad_distribution", path + ("weights",),
+                    f"{len(d.weights)} weight(s) for {len(d.values)} value(s)",
+                    "give one weight per value, or no weights for equal probabilities")
+        elif sum(d.weights, Decimal(0)) <= 0:
+            out.add("bad_distribution", path + ("weights",), "the weights add up to 0",
+                    "give at least one positive weight")
+
+
+def _positive_semidefinite(m: list[list[float]]) -> bool:
+    """Cholesky with a small tolerance (pure Python: the matrices are small)."""
+    n = len(m)
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            s = m[i][j] - sum(low[i][k] * low[j][k] for k in range(j))
+            if i == j:
+                if s < -1e-10:
+                    return False
+                low[i][j] = max(s, 0.0) ** 0.5
+            else:
+                low[i][j] = s / low[j][j] if low[j][j] > 1e-12 else 0.0
+    return True
+
+
+def _check_simulation(c: Contract, sim: Simulation, path: KeyPath, out: _Collector) -> None:
+    metrics = {m.id: m for m in c.metrics}
+    seen: set[str] = set()
+    for i, e in enumerate(sim.effects):
+        p = path + ("effects", i)
+        if e.metric in seen:
+            out.add("duplicate_id", p + ("metric",), f"the effect on '{e.metric}' is given twice",
+                    "give one effect per metric")
+        seen.add(e.metric)
+        if not _metric_ref(c, out, p + ("metric",), e.metric):
+            continue
+        if metrics[e.metric].type in ("binary", "event") and not (0 <= e.base <= 1):
+            out.add("out_of_range", p + ("base",),
+                    f"base rate {e.base} of the {metrics[e.metric].type} metric '{e.metric}' is not between 0 and 1",
+                    "write a rate as a fraction: 30% is 0.3")
+        _check_distribution(out, p + ("effect",), e.effect)
+    for key in ("attrition", "delay_months", "baseline_drift"):
+        d = getattr(sim, key)
+        if d is not None:
+            _check_distribution(out, path + (key,), d)
+    _check_distribution(out, path + ("enrolment", "fraction"), sim.enrolment.fraction)
+    # every metric a trigger pays on needs a true effect to simulate
+    needed: dict[str, KeyPath] = {}
+    for i, t in enumerate(c.triggers):
+        if isinstance(t, RateCardTrigger):
+            for j, o in enumerate(t.outcomes):
+                needed.setdefault(o.metric, ("triggers", i, "outcomes", j, "metric"))
+        else:
+            needed.setdefault(t.effect.metric, ("triggers", i, "effect", "metric"))
+    for metric, where in needed.items():
+        if metric in metrics and metric not in seen:
+            out.add("missing_assumption", path + ("effects",),
+                    f"no true effect is assumed for metric '{metric}', which {format_trigger_path(where, c)} pays on",
+                    f"add '- {{metric: {metric}, base: ..., effect: {{kind: normal, mean: ..., sd: ...}}}}' to effects")
+    corr = sim.correlation
+    if corr:
+        n = len(sim.effects)
+        cp = path + ("correlation",)
+        if len(corr) != n or any(len(row) != n for row in corr):
+            out.add("correlation_invalid", cp,
+                    f"the correlation matrix must be {n} x {n} (one row and column per effect, in their order)",
+                    "list one row per effect, each with one number per effect")
+            return
+        bad = [(i, j) for i in range(n) for j in range(n)
+               if abs(corr[i][j]) > 1 or corr[i][j] != corr[j][i] or (i == j and corr[i][j] != 1)]
+        if bad:
+            i, j = bad[0]
+            out.add("correlation_invalid", cp + (i, j),
+                    f"entry ({i + 1}, {j + 1}) = {corr[i][j]}: a correlation matrix is symmetric, "
+                    "has 1 on its diagonal and entries between -1 and 1",
+                    "mirror each entry across the diagonal and put 1 on it")
+        elif not _positive_semidefinite([[float(x) for x in row] for row in corr]):
+            out.add("correlation_invalid", cp,
+                    "the correlations contradict each other (the matrix is not positive semi-definite)",
+                    "weaken the correlations: e.g. A and B, and A and C, cannot both be 0.9 if B and C are -0.9")
+
+
+def format_trigger_path(where: KeyPath, c: Contract) -> str:
+    """``trigger 'id'`` for a key path into the triggers."""
+    i = where[1]
+    return f"trigger '{c.triggers[int(i)].id}'" if isinstance(i, int) and i < len(c.triggers) else "a trigger"

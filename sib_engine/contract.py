@@ -687,6 +687,152 @@ class DataQuality(Model):
     clause: Clause | None = None
 
 
+# ---------------------------------------------------------------------- simulation ---
+# What the risk simulation (sib_engine.simulation) assumes about the world: these are the
+# analyst's assumptions, not terms of the signed contract.  A contract may carry them in a
+# ``simulation`` section, or a separate scenario file may (``loader.load_scenario``).
+
+
+class NormalDistribution(Model):
+    """Normal with ``mean`` and ``sd``, optionally clipped to ``[low, high]``."""
+
+    kind: Literal["normal"]
+    mean: Real
+    sd: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    low: Real | None = None
+    high: Real | None = None
+
+
+class BetaDistribution(Model):
+    """Beta(``a``, ``b``) scaled to ``[low, high]`` (by default ``[0, 1]``)."""
+
+    kind: Literal["beta"]
+    a: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    b: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    low: Real = Decimal(0)
+    high: Real = Decimal(1)
+
+
+class TriangularDistribution(Model):
+    """Triangular from ``low`` to ``high`` with its peak at ``mode``."""
+
+    kind: Literal["triangular"]
+    low: Real
+    mode: Real
+    high: Real
+
+
+class LognormalDistribution(Model):
+    """Lognormal with the given ``mean`` and ``sd`` (of the value itself, not of its log),
+    plus ``shift``."""
+
+    kind: Literal["lognormal"]
+    mean: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    sd: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    shift: Real = Decimal(0)
+
+
+class EmpiricalDistribution(Model):
+    """One of ``values``, with probabilities proportional to ``weights`` (equal by default)."""
+
+    kind: Literal["empirical"]
+    values: tuple[Real, ...] = Field(min_length=1)
+    weights: tuple[Annotated[Decimal, Field(ge=0, allow_inf_nan=False)], ...] = ()
+
+
+class FixedDistribution(Model):
+    """Always ``value`` (no uncertainty)."""
+
+    kind: Literal["fixed"]
+    value: Real
+
+
+Distribution = Annotated[
+    Union[
+        NormalDistribution,
+        BetaDistribution,
+        TriangularDistribution,
+        LognormalDistribution,
+        EmpiricalDistribution,
+        FixedDistribution,
+    ],
+    Field(discriminator="kind"),
+]
+DISTRIBUTION_KINDS: dict[str, type[Model]] = {
+    "normal": NormalDistribution,
+    "beta": BetaDistribution,
+    "triangular": TriangularDistribution,
+    "lognormal": LognormalDistribution,
+    "empirical": EmpiricalDistribution,
+    "fixed": FixedDistribution,
+}
+
+
+class EffectAssumption(Model):
+    """The true effect of the programme on one metric, and the outcome without it.
+
+    ``base``: the metric without the programme (a rate for ``binary`` and ``event``
+    metrics, the mean per participant for ``count``, ``duration`` and ``continuous``
+    ones); for an event with prerequisites, the rate among participants who achieved
+    them.  ``effect``: the true change the programme causes (treated minus
+    counterfactual) in the metric's own units, drawn once per simulated world; a
+    programme that lowers a ``better: lower`` metric has a negative effect.
+    """
+
+    metric: Identifier
+    base: Real
+    effect: Distribution
+    measured_after_months: Annotated[int, Field(ge=0, le=600)] | None = None
+    """When the outcome is recorded, in months after enrolment (default: the metric's
+    ``window_months``, else 12)."""
+    target: Real | None = None
+    """The effect the programme sets out to achieve (for the probability of not paying
+    when it is met); default: the effect at which the contract first pays."""
+
+
+class EnrolmentAssumption(Model):
+    fraction: Distribution = FixedDistribution(kind="fixed", value=Decimal(1))
+    """Share of each cohort's ``target_size`` that enrols, drawn per cohort and world."""
+    default_size: PositiveInt = 100
+    """Target size of a cohort that declares none."""
+    comparison_ratio: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] = Decimal(1)
+    """Comparison-group members per enrolled participant (comparison-group baselines)."""
+
+
+class Simulation(Model):
+    """Assumptions of the risk simulation: the true effects and what can go wrong.
+
+    Every draw is per simulated world (path).  The evaluator's sampling noise is not an
+    assumption of its own: the measured outcomes of each world are drawn from the cohort
+    sizes (binomial for rates, Poisson for counts), and the contract's own named test and
+    gate judge them, as the evaluator would.
+    """
+
+    paths: Annotated[int, Field(ge=1, le=100_000_000)] = 10_000
+    """Default number of simulated worlds."""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    """Default seed; the same seed gives bit-identical results."""
+    effects: tuple[EffectAssumption, ...] = Field(min_length=1)
+    enrolment: EnrolmentAssumption = EnrolmentAssumption()
+    attrition: Distribution | None = None
+    """Share of the enrolled who drop out; they reach the outcome at the base rate only."""
+    delay_months: Distribution | None = None
+    """How many months late the programme starts (rounded to whole months, at least 0):
+    every enrolment, and every outcome after it, moves that much later."""
+    baseline_drift: Distribution | None = None
+    """Change per year of the counterfactual (``base``) from the start of the term: a
+    comparison group measures the drifted value, a baseline written in the contract does
+    not."""
+    correlation: tuple[tuple[Real, ...], ...] = ()
+    """Correlation of the effects, in the order of ``effects`` (a Gaussian copula)."""
+    appropriation_risk: Fraction = Decimal(0)
+    """Probability, per payer and determination, that the payer fails to budget what it
+    owes then: those payments are never made (clawbacks owed back to it still stand)."""
+    sampling_noise: bool = True
+    """False: the evaluator sees the expected outcomes (no sampling error)."""
+    note: str | None = None
+
+
 # ---------------------------------------------------------------------- amendments ---
 
 
@@ -744,6 +890,8 @@ class Contract(Model):
     value_for_money: ValueForMoney | None = None
     data_quality: DataQuality = DataQuality()
     amendments: tuple[Amendment, ...] = ()
+    simulation: Simulation | None = None
+    """Assumptions of the risk simulation (not terms of the deal; see :class:`Simulation`)."""
 
     _in_force_on: date | None = PrivateAttr(default=None)
     _signed: "Contract | None" = PrivateAttr(default=None)

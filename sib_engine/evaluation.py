@@ -25,6 +25,30 @@ it before; the difference is attributed to the determination's period.  With
 ``previous=`` an earlier :class:`Evaluation` (of earlier or since-restated data), its lines
 are kept as recorded and every difference with what the same determinations give now is
 stated as explicit ``true_up``/``clawback`` lines; nothing recorded changes silently.
+A correction line's ``units`` are, for a rate card, the outcome events it adds or takes
+back (now less before, like its amount: ``-1`` for a withdrawn event); for a
+schedule-based trigger, the units its amount now rests on.
+
+**Payers and caps** (the order and the rules are in :mod:`sib_engine.payments`): a
+schedule-based trigger's amount is split among the payers cumulatively (each payer's
+parts add up to its share of the latest cumulative amount, by the latest weights); each
+payer's cap, then the contract's ``caps.total``, apply to what the payers pay; every cap
+is a running cap on the total owed (``min(owed so far, cap)``).  ``unrounded`` follows
+the same steps in exact arithmetic: the payer's fraction of the exact amount, then the
+payer and total caps applied to those exact figures.
+
+**Citations.**  A figure whose term an amendment changed cites the term's clause ``as
+amended by`` the amendment's clause and its effective date (:func:`sib_engine.trace.cite`):
+a line's clause (the rate card's outcome in force at the end of the period paid, or the
+trigger in force at the determination), the price of each stretch of dates, caps,
+schedules, shares and baselines; :meth:`Evaluation.explain` cites the amendments in force
+at each determination.
+
+**Rows not counted.**  Outcome rows that no figure counts (after the last data cutoff,
+before enrolment, after the attribution window or an expected-duration horizon, outside
+the term for rate cards, of a cohort an amendment removed) are counted by reason and
+metric in :attr:`Evaluation.excluded` and stated in ``notes`` (and so in
+:meth:`Evaluation.explain`): no amount is silently lower.
 
 >>> from sib_engine.loader import EXAMPLE, parse_contract
 >>> import pandas as pd
@@ -55,8 +79,15 @@ import numpy as np
 import pandas as pd
 
 from sib_engine.baselines import EffectResult
-from sib_engine.contract import Contract, RateCardTrigger
+from sib_engine.contract import (
+    BlendedBaseline,
+    ComparisonGroupBaseline,
+    Contract,
+    ExpectedDurationBaseline,
+    RateCardTrigger,
+)
 from sib_engine.metrics import (
+    TREATMENT,
     EvaluationError,
     lexsort,
     MeasuredData,
@@ -84,7 +115,7 @@ from sib_engine.payments import (
 )
 from sib_engine.periods import Period
 from sib_engine.returns import ReturnsResult, funder_returns
-from sib_engine.trace import Trace
+from sib_engine.trace import Trace, amended_by, cite, cite_if_amended
 from sib_engine.value_for_money import ValueForMoneyResult, value_for_money
 from sib_engine.waterfall import WaterfallResult, coupon_rates_from_evaluation, payments_from_evaluation, run_waterfall
 from sib_engine.triggers import (
@@ -98,7 +129,8 @@ from sib_engine.triggers import (
     rate_card_claims,
 )
 
-__all__ = ["evaluate", "Evaluation", "PaymentLine", "DeterminationInfo", "EffectRecord", "EvaluationError"]
+__all__ = ["evaluate", "Evaluation", "PaymentLine", "DeterminationInfo", "EffectRecord", "ExcludedRows",
+           "EvaluationError"]
 
 ZERO = Decimal(0)
 LineKind = Literal["payment", "true_up", "clawback"]
@@ -150,6 +182,28 @@ class PaymentLine:
         return (self.trigger, self.outcome, self.period, self.payer)
 
 
+@dataclass(frozen=True)
+class ExcludedRows:
+    """Outcome rows of a metric that no figure of the evaluation counts, and why."""
+
+    reason: Literal["after_cutoff", "before_enrolment", "outside_window", "after_horizon", "outside_term",
+                    "dropped_cohort"]
+    metric: str
+    rows: int
+    detail: str = ""
+
+
+EXCLUSION_TEXT: dict[str, str] = {
+    "after_cutoff": "dated after the data cutoff of the last determination made ({detail})",
+    "before_enrolment": "dated before their participant's enrolment",
+    "outside_window": "dated after their metric's attribution window",
+    "after_horizon": "dated after the horizon of an expected-duration baseline ({detail})",
+    "outside_term": "dated outside the contract's term ({detail}), which rate cards do not pay",
+    "dropped_cohort": "of participants whose cohort was no longer in force on their date ({detail})",
+}
+"""What each reason an outcome row is not counted means (see :func:`_excluded_rows`)."""
+
+
 @dataclass(frozen=True, eq=False)
 class EffectRecord:
     determination: str
@@ -178,6 +232,8 @@ class Evaluation:
     rates: tuple[RateDetermination, ...] = ()
     notes: tuple[str, ...] = ()
     funders_return: Decimal | None = None
+    excluded: tuple[ExcludedRows, ...] = ()
+    """Outcome rows no figure counts, by reason and metric (also stated in ``notes``)."""
     _contract: Contract | None = field(default=None, repr=False)
     _data: MeasuredData | None = field(default=None, repr=False)
 
@@ -264,7 +320,8 @@ class Evaluation:
             out.append(f"note: {n}")
         for d in self.determinations:
             out.append("")
-            amend = f"; amendments in force: {', '.join(d.amendments)}" if d.amendments else ""
+            amend = f"; amendments in force: {', '.join(self._amendment(a) for a in d.amendments)}" \
+                if d.amendments else ""
             out.append(
                 f"== {d.id} ({d.kind}) covering up to {d.period} ({d.period_start} to {d.period_end}), "
                 f"data to {d.data_cutoff}, payable {d.payment_date}{amend}"
@@ -285,6 +342,11 @@ class Evaluation:
         for p, a in self.by_payer.items():
             out.append(f"  {p}: {format_money(a, cur)}")
         return "\n".join(out)
+
+    def _amendment(self, amendment_id: str) -> str:
+        """An amendment cited: ``a1 (Amendment 1, clause 4.2, from 2017-01-01)``."""
+        a = next((x for x in self._contract.amendments if x.id == amendment_id), None) if self._contract else None
+        return amendment_id if a is None else f"{a.id} ({a.clause}, from {a.effective.isoformat()})"
 
     def _repr_html_(self) -> str:
         cur = self.currency
@@ -345,7 +407,7 @@ class Evaluation:
                 "funders": self.funding.returns.as_json(),
                 "government": self.funding.value_for_money.as_json(),
             }
-        return extra | {
+        return {
             "contract": self.contract_id,
             "version": self.contract_version,
             "currency": self.currency,
@@ -370,7 +432,7 @@ class Evaluation:
                 for r in self.rates
             ],
             "notes": list(self.notes),
-        }
+        } | extra
 
 
 @dataclass(frozen=True, eq=False)
@@ -516,9 +578,25 @@ class _Key:
     clause: str
     terms: Contract
     amount: Decimal
+    unrounded: Decimal
     base: Trace
-    parts: tuple[PayerPart, ...]
-    raw_parts: tuple[Decimal, ...]
+    by_muni: Mapping[str, Decimal]
+    """Municipality -> the weight of its participants (a split by residence)."""
+    parts: tuple[PayerPart, ...] = ()
+    """The split among payers (rate cards; schedule-based amounts are split cumulatively
+    by :meth:`_Run._splits`)."""
+    raw_parts: tuple[Decimal, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One primary payer's part of one (trigger, outcome, period), before payer caps."""
+
+    key: tuple[int, int, int]
+    payer: str
+    amount: Decimal
+    unrounded: Decimal
+    trace: Trace
 
 
 @dataclass
@@ -679,9 +757,7 @@ class _Run:
                 keyed[key] = sel
         # keys in order of period, trigger, outcome
         order = sorted(keyed, key=lambda k: (k[2], k[0], k[1]))
-        primary_parts: list[tuple[tuple[int, int, int], PayerPart, Trace]] = []
-        raw_parts: list[Decimal] = []
-        key_info: dict[tuple[int, int, int], tuple[str, str, str, Decimal | None, str, Contract]] = {}
+        infos: dict[tuple[int, int, int], _Key] = {}
         for key in order:
             g = keyed[key]
             ex = self.excluded.get(key)
@@ -694,73 +770,132 @@ class _Run:
             if k is None:
                 k = self._key(key, g, lim, skipped)
                 self._key_cache[ck] = k
-            key_info[key] = (k.tid, k.outcome, k.period, k.units, k.clause, k.terms)
-            for part, raw in zip(k.parts, k.raw_parts):
-                primary_parts.append((key, part, k.base))
-                raw_parts.append(raw)
-        # payer caps (primary payers), in key order
-        caps = {p.party: (p.cap, p.clause) for p in plan.terms.payers if p.cap is not None}
-        paid: list[Decimal] = [p.amount for _, p, _ in primary_parts]
-        cap_notes: dict[int, Trace] = {}
-        for party, (cap, cclause) in caps.items():
-            idx = [i for i, (_, p, _) in enumerate(primary_parts) if p.payer == party and not p.top_up]
-            if not idx:
-                continue
-            assert cap is not None
+            infos[key] = k
+        parts = self._splits(order, infos)
+        # payer caps (primary payers), then the contract's total cap, each a running cap in
+        # key order; ``raw`` follows the same steps on the exact (unrounded) parts
+        paid = [p.amount for p in parts]
+        raw = [p.unrounded for p in parts]
+        notes: dict[int, list[Trace]] = {}
+
+        def cap_all(idx: list[int], cap: Decimal, label: str, clause: str | None) -> None:
             allowed = running_cap([paid[i] for i in idx], cap)
-            for i, a in zip(idx, allowed):
+            allowed_raw = running_cap([raw[i] for i in idx], cap)
+            for i, a, ar in zip(idx, allowed, allowed_raw):
                 if a != paid[i]:
-                    cap_notes[i] = Trace(f"payer cap: {party} pays at most {format_money(cap, cur)} in all",
-                                         f"-{format_money(paid[i] - a, cur)}", cclause)
-                    paid[i] = a
-                    raw_parts[i] = a
+                    notes.setdefault(i, []).append(Trace(label, f"-{format_money(paid[i] - a, cur)}", clause))
+                paid[i] = a
+                raw[i] = ar
+
+        for p in plan.terms.payers:
+            if p.mode == "top_up" or p.cap is None:
+                continue
+            idx = [i for i, x in enumerate(parts) if x.payer == p.party]
+            if idx:
+                cap_all(idx, p.cap, f"payer cap: {p.party} pays at most {format_money(p.cap, cur)} in all",
+                        self._cite(plan.terms, p.clause, f"payers.{p.party}.cap"))
+        if lim.contract_total is not None and parts:
+            cap_all(list(range(len(parts))), lim.contract_total, f"cap: caps.total {lim.contract_total}",
+                    lim.clauses.get(("contract_total", None)))
         ents: dict[tuple[str, str, str, str], _Ent] = {}
         primary_by_key: dict[tuple[int, int, int], Decimal] = {}
-        for i, (key, part, base) in enumerate(primary_parts):
-            tid, outcome, pid, units, clause, _ = key_info[key]
-            kids = (base, part.trace) + ((cap_notes[i],) if i in cap_notes else ())
-            ents[(tid, outcome, pid, part.payer)] = _Ent(paid[i], units, clause, raw_parts[i],
-                                                         f"{part.payer} pays", kids, cur)
-            primary_by_key[key] = primary_by_key.get(key, ZERO) + paid[i]
+        for i, part in enumerate(parts):
+            k = infos[part.key]
+            kids = (k.base, part.trace) + tuple(notes.get(i, ()))
+            ents[(k.tid, k.outcome, k.period, part.payer)] = _Ent(paid[i], k.units, k.clause, raw[i],
+                                                                 f"{part.payer} pays", kids, cur)
+            primary_by_key[part.key] = primary_by_key.get(part.key, ZERO) + paid[i]
         # top-ups on what the primary payers pay, then the top-up payers' caps
         tops: list[tuple[tuple[int, int, int], str, Decimal, Trace]] = []
         top_raw: list[Decimal] = []
         for key in order:
-            tid, outcome, pid, units, clause, pterms = key_info[key]
-            for p in pterms.payers:
+            k = infos[key]
+            for p in k.terms.payers:
                 if p.mode != "top_up" or p.top_up is None:
                     continue
                 base_amt = primary_by_key.get(key, ZERO)
-                amt, raw = top_up_amount(base_amt, p.top_up, cur)
+                amt, tr_raw = top_up_amount(base_amt, p.top_up, cur)
                 kids2 = [Trace(f"top-up: {p.top_up} x {format_money(base_amt, cur)} paid by the primary payers",
-                               f"{raw}", p.clause)]
-                if amt != raw:
-                    kids2.append(Trace("rounding", f"{raw} -> {amt}"))
-                tops.append((key, p.party, amt, Trace(f"{tid} / {outcome} / {pid}", None, clause, tuple(kids2))))
-                top_raw.append(raw)
-        top_caps = {p.party: (p.cap, p.clause) for p in plan.terms.payers if p.mode == "top_up" and p.cap is not None}
+                               f"{tr_raw}", self._cite(k.terms, p.clause, f"payers.{p.party}.top_up"))]
+                if amt != tr_raw:
+                    kids2.append(Trace("rounding", f"{tr_raw} -> {amt}"))
+                tops.append((key, p.party, amt, Trace(f"{k.tid} / {k.outcome} / {k.period}", None, k.clause,
+                                                      tuple(kids2))))
+                top_raw.append(tr_raw)
         top_paid = [a for _, _, a, _ in tops]
         top_notes: dict[int, Trace] = {}
-        for party, (cap, cclause) in top_caps.items():
-            assert cap is not None
-            idx = [i for i, t in enumerate(tops) if t[1] == party]
-            allowed = running_cap([top_paid[i] for i in idx], cap)
-            for i, a in zip(idx, allowed):
+        for p in plan.terms.payers:
+            if p.mode != "top_up" or p.cap is None:
+                continue
+            idx = [i for i, t in enumerate(tops) if t[1] == p.party]
+            allowed = running_cap([top_paid[i] for i in idx], p.cap)
+            allowed_raw = running_cap([top_raw[i] for i in idx], p.cap)
+            for i, a, ar in zip(idx, allowed, allowed_raw):
                 if a != top_paid[i]:
-                    top_notes[i] = Trace(f"payer cap: {party} pays at most {format_money(cap, cur)} in all",
-                                         f"-{format_money(top_paid[i] - a, cur)}", cclause)
-                    top_paid[i] = a
-                    top_raw[i] = a
+                    top_notes[i] = Trace(f"payer cap: {p.party} pays at most {format_money(p.cap, cur)} in all",
+                                         f"-{format_money(top_paid[i] - a, cur)}",
+                                         self._cite(plan.terms, p.clause, f"payers.{p.party}.cap"))
+                top_paid[i] = a
+                top_raw[i] = ar
         for i, (key, party, _, tr) in enumerate(tops):
-            tid, outcome, pid, units, clause, _ = key_info[key]
+            k = infos[key]
             kids3 = tr.children + ((top_notes[i],) if i in top_notes else ())
-            ents[(tid, outcome, pid, party)] = _Ent(
-                top_paid[i], units, clause, top_raw[i], f"{party} pays (top-up)", (replace(tr, children=kids3),), cur)
+            ents[(k.tid, k.outcome, k.period, party)] = _Ent(
+                top_paid[i], k.units, k.clause, top_raw[i], f"{party} pays (top-up)", (replace(tr, children=kids3),),
+                cur)
         return ents
+
+    def _splits(self, order: Sequence[tuple[int, int, int]], infos: Mapping[tuple[int, int, int], _Key]) -> list[_Part]:
+        """Every primary payer's part of every key, in key order (payers in contract order).
+
+        A rate card's amount is split as it stands.  A schedule-based trigger's amount is
+        split cumulatively: its keys (one per determination, in period order) add up to
+        the trigger's cumulative amount for the scope; at each key that cumulative amount
+        is split by the key's weights, and the key's part for a payer is the payer's part
+        of it less the payer's part of the cumulative amount at the key before.
+        """
+        cur = self.contract.currency
+        out: dict[tuple[int, int, int], list[_Part]] = {}
+        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for key in order:
+            k = infos[key]
+            if self.kind_of[k.tid] in PER_EVENT_KINDS:
+                out[key] = [_Part(key, part.payer, part.amount, raw, part.trace)
+                            for part, raw in zip(k.parts, k.raw_parts)]
+            else:
+                groups.setdefault((key[0], key[1]), []).append(key)
+        for keys in groups.values():
+            cum, cum_raw = ZERO, ZERO
+            before: dict[str, tuple[Decimal, Decimal]] = {}
+            weights: Mapping[str, Decimal] = {}
+            for key in sorted(keys, key=lambda x: x[2]):
+                k = infos[key]
+                cum += k.amount
+                cum_raw += k.unrounded
+                weights = k.by_muni or weights  # a scope left without participants keeps its split
+                split = split_among_payers(cum, k.terms, by_municipality=weights or None,
+                                           clause_hint=f"{k.tid} / {k.outcome} / {k.period}")
+                now = {p.payer: (p.amount, cum_raw * p.fraction, p.trace) for p in split}
+                names = [p.party for p in self.contract.payers if p.party in now or p.party in before]
+                names += [n for n in list(now) + list(before) if n not in names]
+                parts: list[_Part] = []
+                for name in names:
+                    amt, r, tr = now.get(name, (ZERO, ZERO, Trace("payer share", f"{name} has no part now")))
+                    b_amt, b_raw = before.get(name, (ZERO, ZERO))
+                    if before:
+                        tr = Trace(
+                            "payer's part of the cumulative amount",
+                            f"{format_money(amt, cur)} of the cumulative {format_money(cum, cur)}, less "
+                            f"{format_money(b_amt, cur)} of it before = {format_money(amt - b_amt, cur)}",
+                            None, (tr,))
+                    parts.append(_Part(key, name, amt - b_amt, r - b_raw, tr))
+                out[key] = parts
+                before = {n: (a, r) for n, (a, r, _) in now.items()}
+        return [p for key in order for p in out.get(key, [])]
 
     def _key(self, key: tuple[int, int, int], g: np.ndarray, lim: CapLimits,
              skipped: tuple[int, int] = (0, 0)) -> _Key:
-        """Amount, units, trace and payer split of one (trigger, outcome, period)."""
+        """Amount, units and trace of one (trigger, outcome, period); a rate card's split."""
         cur = self.contract.currency
         scale = self.scale
         ti, oi, pi = key
@@ -777,7 +912,7 @@ class _Run:
             metric = self.claims.outcomes[ti][oi]
             outcome = metric
             units: Decimal | None = Decimal(int(sums[_UNITS]))
-            clause = self._outcome_clause(tid, metric, period.end) or self._trigger_clause(tid)
+            clause = self._outcome_clause(tid, metric, period.end) or self._trigger_clause(tid, pterms)
             for seg in sorted({int(x) for x in g[:, _SEG]}):
                 n = int(g[g[:, _SEG] == seg, _GROSS_UNITS].sum())
                 price = self.claims.prices.get((ti, oi, seg))
@@ -786,18 +921,21 @@ class _Run:
                     kids.append(Trace(
                         f"{n} outcome(s) '{metric}' in {period.id} x price {format_money(price, cur)}{since}",
                         format_money(price * n, cur),
-                        self._outcome_clause(tid, metric, date_of(self.segments[seg].start_day)) if seg else None,
+                        self._outcome_clause(tid, metric, self.segments[seg].terms, "price", only_amended=seg == 0),
                     ))
+            # each municipality weighs what is paid for its residents (after caps); when
+            # caps leave nothing, the split of nothing is by what was owed
+            col = _AMOUNT if capped else _GROSS
             for mu in sorted({int(x) for x in g[:, _MUNI]}):
                 gm = g[g[:, _MUNI] == mu]
                 name = self.muni_names[mu] if mu >= 0 else "(none)"
-                w = int(gm[:, _AMOUNT].sum()) or int(gm[:, _GROSS].sum())
+                w = int(gm[:, col].sum())
                 if w:
                     by_muni[name] = by_muni.get(name, ZERO) + Decimal(w).scaleb(-scale)
         else:
             outcome = self.scopes[ti][oi]
-            clause = self._trigger_clause(tid)
             det_of_row = int(g[0, _DET])
+            clause = self._trigger_clause(tid, self.plans[det_of_row].terms)
             sa = self.scope_amounts[(det_of_row, ti, oi)]
             units = sa.units
             row_gross = Decimal(int(sums[_GROSS])).scaleb(-scale)
@@ -838,9 +976,11 @@ class _Run:
         elif self.kind_of[tid] in PER_EVENT_KINDS:
             kids.append(Trace("rounding", f"none needed ({amount:f})"))
         base = Trace(f"{tid} / {outcome} / {period.id}", format_money(amount, cur), clause, tuple(kids))
+        if self.kind_of[tid] not in PER_EVENT_KINDS:
+            return _Key(tid, outcome, period.id, units, clause, pterms, amount, unrounded, base, by_muni)
         parts = split_among_payers(amount, pterms, by_municipality=by_muni or None,
                                    clause_hint=f"{tid} / {outcome} / {period.id}")
-        return _Key(tid, outcome, period.id, units, clause, pterms, amount, base, tuple(parts),
+        return _Key(tid, outcome, period.id, units, clause, pterms, amount, unrounded, base, by_muni, tuple(parts),
                     tuple(unrounded * part.fraction for part in parts))
 
     def _lines(self, plan: _Plan, ents: Mapping[tuple[str, str, str, str], _Ent],
@@ -874,15 +1014,13 @@ class _Run:
                     ledger[key] = (now_amt, now_units, now_raw)
                     continue
                 kind = "true_up" if delta > 0 else "clawback"
-                units = now_units
-                if self.kind_of.get(key[0]) in PER_EVENT_KINDS and now_units is not None:
-                    units = now_units - (before[1] or ZERO)
+                units = _units_change(self.kind_of.get(key[0]) in PER_EVENT_KINDS, now_units, before[1])
                 now_trace = e.trace if e else Trace("nothing is owed for it now", format_money(ZERO, cur))
                 trace = Trace(
                     f"{kind.replace('_', '-')}", format_money(delta, cur), None,
                     (now_trace, Trace("less determined before", format_money(before[0], cur))),
                 )
-            clause = e.clause if e else self._trigger_clause(key[0])
+            clause = e.clause if e else self._trigger_clause(key[0], plan.terms)
             self.lines.append(PaymentLine(
                 determination=plan.info.id, kind=kind, period=key[2], payment_date=pay, payer=key[3],
                 trigger=key[0], outcome=key[1], units=units, amount=delta, clause=clause, trace=trace,
@@ -891,23 +1029,47 @@ class _Run:
             ledger[key] = (now_amt, now_units, now_raw)
 
     # -- clauses -----------------------------------------------------------------------
-    def _trigger_clause(self, tid: str) -> str:
-        for p in self.plans:
-            t = next((x for x in p.terms.triggers if x.id == tid), None)
+    def _cite(self, terms: Contract, clause: str | None, *paths: str) -> str | None:
+        return cite(terms, clause, *paths)
+
+    def _trigger_clause(self, tid: str, terms: Contract | None = None) -> str:
+        """The trigger's clause in ``terms`` (as amended there), else in the first terms that
+        have the trigger."""
+        for t_terms in ([terms] if terms is not None else []) + [p.terms for p in self.plans]:
+            t = next((x for x in t_terms.triggers if x.id == tid), None)
             if t is not None:
-                return t.clause
+                return cite(t_terms, t.clause, f"triggers.{tid}") or t.clause
         return next((t.clause for t in self.contract.triggers if t.id == tid), tid)
 
-    def _outcome_clause(self, tid: str, metric: str, on: date) -> str | None:
-        t = next((x for x in self.terms.at(on).triggers if x.id == tid), None)
+    def _outcome_clause(self, tid: str, metric: str, on: date | Contract, part: str = "",
+                        only_amended: bool = False) -> str | None:
+        """The clause of a rate card's outcome in the terms in force ``on`` a date (or in the
+        terms given), as amended there; ``part`` narrows the citation to one of its values."""
+        terms = on if isinstance(on, Contract) else self.terms.at(on)
+        t = next((x for x in terms.triggers if x.id == tid), None)
         if isinstance(t, RateCardTrigger):
             o = next((x for x in t.outcomes if x.metric == metric), None)
             if o is not None:
-                return o.clause or t.clause
+                path = f"triggers.{tid}.outcomes.{metric}" + (f".{part}" if part else "")
+                if only_amended:
+                    return cite_if_amended(terms, o.clause or t.clause, path)
+                return cite(terms, o.clause or t.clause, path)
         return None
 
 
 # ------------------------------------------------------------------ restatements ---
+
+
+def _units_change(per_event: bool, now: Decimal | None, before: Decimal | None) -> Decimal | None:
+    """The units a true-up or clawback line states: for a rate card, the outcome events it
+    adds or takes back (now less before, as its amount is); for a schedule-based trigger,
+    the units its amount now rests on (participants or units of effect are not added up
+    across determinations)."""
+    if not per_event:
+        return now
+    if now is None and before is None:
+        return None
+    return (now or ZERO) - (before or ZERO)
 
 
 def _restate(previous: Evaluation, run: _Run, plans: Sequence[_Plan], as_of: date | None,
@@ -947,6 +1109,10 @@ def _restate(previous: Evaluation, run: _Run, plans: Sequence[_Plan], as_of: dat
     else:
         made_at, pay = last, last_info.payment_date
     ents = run.entitlements.get(last, {})
+    recorded_units: dict[tuple[str, str, str, str], Decimal] = {}
+    for ln in previous.lines:
+        if ln.units is not None:
+            recorded_units[ln.key] = recorded_units.get(ln.key, ZERO) + ln.units
     restated: list[PaymentLine] = []
     for key in list(fresh) + [k for k in recorded if k not in fresh]:
         delta = fresh.get(key, ZERO) - recorded.get(key, ZERO)
@@ -962,11 +1128,144 @@ def _restate(previous: Evaluation, run: _Run, plans: Sequence[_Plan], as_of: dat
         clause = e.clause if e else next((ln.clause for ln in previous.lines if ln.key == key), key[0])
         restated.append(PaymentLine(
             determination=made_at, kind=kind, period=key[2], payment_date=pay, payer=key[3], trigger=key[0],
-            outcome=key[1], units=e.units if e else None, amount=delta, clause=clause, trace=trace,
+            outcome=key[1], amount=delta, clause=clause, trace=trace,
+            units=_units_change(run.kind_of.get(key[0]) in PER_EVENT_KINDS, e.units if e else None,
+                                recorded_units.get(key)),
             note="restated data", unrounded=fresh_raw.get(key, ZERO) - recorded_raw.get(key, ZERO),
         ))
     later = [ln for ln in run.lines if ln.determination not in prev_set]
     return list(previous.lines) + restated + later
+
+
+# ------------------------------------------------------------ rows not counted ---
+
+
+def _metric_uses(terms: _Terms, plans: Sequence[_Plan]) -> tuple[set[str], dict[str, set[int | None]], set[str]]:
+    """What the triggers read: the metrics of rate cards (outcomes and prerequisites); per
+    metric read by a schedule-based trigger's effect, the horizons it is read over (None:
+    its whole window); and the baselines' pre-enrolment metrics."""
+    rate: set[str] = set()
+    sched: dict[str, set[int | None]] = {}
+    pre: set[str] = set()
+    for v in [s.terms for s in terms.segments()] + [p.terms for p in plans]:
+        requires = {m.id: set(m.requires) for m in v.metrics}
+        baselines = {b.id: b for b in v.baselines}
+        for t in v.triggers:
+            if isinstance(t, RateCardTrigger):
+                for o in t.outcomes:
+                    rate |= {o.metric, *o.requires, *requires.get(o.metric, ())}
+                continue
+            eff = getattr(t, "effect", None)
+            if eff is None:  # pragma: no cover - every schedule-based trigger has an effect
+                continue
+            b = baselines.get(eff.baseline) if eff.baseline else None
+            sched.setdefault(eff.metric, set()).add(b.horizon_days if isinstance(b, ExpectedDurationBaseline) else None)
+            inner = [baselines.get(c.baseline) for c in b.components] if isinstance(b, BlendedBaseline) else [b]
+            for x in inner:
+                if isinstance(x, ComparisonGroupBaseline) and x.pre_metric:
+                    pre.add(x.pre_metric)
+                    sched.setdefault(x.pre_metric, set()).add(None)
+    return rate, sched, pre
+
+
+def _excluded_rows(md: MeasuredData, terms: _Terms, plans: Sequence[_Plan]) -> list[ExcludedRows]:
+    """Outcome rows that no figure counts, each by the first of these reasons that applies:
+
+    ``after_cutoff``
+        dated after the data cutoff of the last determination made (``as_of``);
+    ``before_enrolment``
+        dated before the participant's enrolment (a baseline's ``pre_metric`` is exempt);
+    ``outside_window``
+        after the metric's attribution window (``window_months``, inclusive);
+    ``after_horizon``
+        after the horizon (``horizon_days`` after enrolment, inclusive) of the
+        expected-duration baselines that are the only readers of the metric;
+    ``outside_term``
+        outside the term, for a metric only rate cards read (they pay events in the term);
+    ``dropped_cohort``
+        of a participant whose cohort is not in force on the row's date (an amendment
+        removed it): rate cards do not pay it and the determinations after that date leave
+        the cohort out.
+
+    Rows of participants without an enrolment row, or outside the eligibility, are
+    reported by :func:`sib_engine.metrics.prepare`, and a comparison participant's rows
+    of a metric only rate cards read are not "left out" (comparison participants are never
+    paid); rows that count but are not paid (a prerequisite not met, a claim limit, a cap)
+    are stated in the traces.  Windows, the term and cohorts are those in force on the
+    row's date.  Only metrics that some trigger reads are considered.
+    """
+    if not plans or md.size == 0:
+        return []
+    rate, sched, pre = _metric_uses(terms, plans)
+    last_cutoff = max(p.cutoff_day for p in plans)
+    segs = terms.segments()
+    starts = np.array([sg.start_day for sg in segs], dtype=np.int64)
+    enrol = md.enrol_day
+    cohort = md.column("cohort")
+    eligible = md.column("eligible").astype(bool)
+    treated = md.column("group") == TREATMENT
+    out: list[ExcludedRows] = []
+    for metric in sorted(rate | set(sched)):
+        rows = md.rows(metric)
+        if not len(rows):
+            continue
+        rate_only = metric not in sched
+        ok = eligible[rows.pcode] & (treated[rows.pcode] if rate_only else True)
+        pc, day = rows.pcode[ok], rows.day[ok]
+        seg = np.clip(np.searchsorted(starts, day, side="right") - 1, 0, len(segs) - 1)
+        left = np.ones(len(day), dtype=bool)
+        counts: dict[str, int] = {}
+        details: dict[str, str] = {}
+
+        def take(reason: str, mask: np.ndarray, detail: str = "") -> None:
+            hit = left & mask
+            n = int(hit.sum())
+            if n:
+                counts[reason] = counts.get(reason, 0) + n
+                if detail:
+                    details[reason] = "; ".join(dict.fromkeys(filter(None, [details.get(reason), detail])))
+            left[hit] = False
+
+        take("after_cutoff", day > last_cutoff, date_of(last_cutoff).isoformat() + (
+            ", the final one" if plans[-1].info.kind == "final" else "; later determinations will read them"))
+        if metric not in pre:
+            take("before_enrolment", day < enrol[pc])
+            for si, sg in enumerate(segs):
+                m = next((x for x in sg.terms.metrics if x.id == metric), None)
+                if m is not None and m.window_months is not None:
+                    take("outside_window", (seg == si) & (day > md.window_last(months=m.window_months)[pc]))
+        horizons = sched.get(metric, set())
+        if metric not in rate and horizons and None not in horizons:
+            h = max(x for x in horizons if x is not None)
+            take("after_horizon", day > md.window_last(days=h)[pc], f"{h} days after enrolment, inclusive")
+        for si, sg in enumerate(segs):
+            here = seg == si
+            if rate_only:
+                lo, hi = day_of(sg.terms.term.start), day_of(sg.terms.term.end)
+                take("outside_term", here & ((day < lo) | (day > hi)), f"{sg.terms.term.start} to {sg.terms.term.end}")
+            dropped = here & ~np.isin(cohort[pc], [c.id for c in sg.terms.timeline.cohorts])
+            for g in sorted(str(x) for x in pd.unique(cohort[pc][dropped & left])):
+                by = amended_by(sg.terms, f"timeline.cohorts.{g}")
+                take("dropped_cohort", dropped & (cohort[pc] == g),
+                     f"cohort {g} removed {by}" if by else f"cohort {g} not in force")
+        for reason, n in counts.items():
+            out.append(ExcludedRows(reason, metric, n, details.get(reason, "")))  # type: ignore[arg-type]
+    order = list(EXCLUSION_TEXT)
+    return sorted(out, key=lambda e: (order.index(e.reason), e.metric))
+
+
+def _exclusion_notes(excluded: Sequence[ExcludedRows]) -> list[str]:
+    """One note per reason: how many outcome rows, of which metrics, and why."""
+    notes = []
+    for reason in EXCLUSION_TEXT:
+        rows = [e for e in excluded if e.reason == reason]
+        if not rows:
+            continue
+        n = sum(e.rows for e in rows)
+        detail = "; ".join(dict.fromkeys(e.detail for e in rows if e.detail))
+        per = ", ".join(f"{e.metric} {e.rows}" for e in rows)
+        notes.append(f"{n} outcome row(s) not counted: {EXCLUSION_TEXT[reason].format(detail=detail)} ({per})")
+    return notes
 
 
 # --------------------------------------------------------------------------- API ---
@@ -1004,6 +1303,8 @@ def evaluate(
     notes = list(md.notes)
     if as_of is not None and not plans:
         notes.append(f"no determination is due by {as_of}")
+    excluded = _excluded_rows(md, terms, plans)
+    notes += _exclusion_notes(excluded)
     return Evaluation(
         contract_id=contract.id,
         contract_version=contract.version,
@@ -1016,6 +1317,7 @@ def evaluate(
         rates=tuple(run.rates),
         notes=tuple(notes),
         funders_return=funders_return,
+        excluded=tuple(excluded),
         _contract=contract,
         _data=md,
     )

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from sib_engine import consistency
 from sib_engine.contract import SUPPORTED_FORMATS, Contract
+from sib_engine.scenario import SCENARIO_FORMAT, Scenario
 from sib_engine.errors import AmendmentError, ContractError, KeyPath, Problem
 
 MAX_BYTES = 5_000_000
@@ -302,9 +303,9 @@ def _unwrap(tp: Any, data: Any) -> type[BaseModel] | None:
     return None
 
 
-def _fields_at(data: Any, path: KeyPath) -> list[str]:
+def _fields_at(data: Any, path: KeyPath, root: type[BaseModel] = Contract) -> list[str]:
     """The keys allowed in the mapping at ``path``, for "did you mean" hints."""
-    model: type[BaseModel] | None = Contract
+    model: type[BaseModel] | None = root
     node = data
     for i, part in enumerate(path):
         if model is None:
@@ -366,7 +367,7 @@ def _as_number(value: Any) -> Decimal | None:
     return None
 
 
-def _problem_from_error(err: Any, data: Any) -> tuple[Problem, bool]:
+def _problem_from_error(err: Any, data: Any, root: type[BaseModel] = Contract) -> tuple[Problem, bool]:
     etype: str = err["type"]
     path, found = _clean_loc(data, tuple(err["loc"]))
     ctx = err.get("ctx") or {}
@@ -375,7 +376,7 @@ def _problem_from_error(err: Any, data: Any) -> tuple[Problem, bool]:
     if etype == "extra_forbidden":
         is_key = True
         key = path[-1] if path else "?"
-        allowed = _fields_at(data, path[:-1])
+        allowed = _fields_at(data, path[:-1], root)
         close = difflib.get_close_matches(str(key), allowed, n=1)
         hint = f"did you mean '{close[0]}'?" if close else (
             f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it"
@@ -539,6 +540,54 @@ def load_contract(path: str | Path) -> Contract:
     Raises :class:`ContractError` (never a traceback from the parser) when the file cannot be
     read or is not a valid contract.
     """
+    return parse_contract(_read_text(path), source=str(path))
+
+
+def parse_scenario(text: str, source: str = "<scenario>", contract: Contract | None = None) -> Scenario:
+    """Validate scenario text (``format: sib-scenario/1``: a name, optionally the id of
+    its contract, and a ``simulation`` section with the model of
+    :class:`~sib_engine.contract.Simulation`); with ``contract``, also check the
+    assumptions against it.  Raises :class:`ContractError` listing every problem, located.
+    """
+    data, positions, yaml_problems = _read_yaml(text)
+    if not isinstance(data, dict):
+        raise ContractError(_locate(yaml_problems, positions, source, set()))
+    fmt = data.get("format")
+    if fmt != SCENARIO_FORMAT:
+        msg = "the format header is missing" if fmt is None else f"format {_describe(fmt)} is not supported"
+        p = Problem("unsupported_format", ("format",), msg, f"start the file with 'format: {SCENARIO_FORMAT}'")
+        raise ContractError(_locate(yaml_problems + [p], positions, source, set()))
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        found: list[Problem] = list(yaml_problems)
+        key_idx: set[int] = set()
+        for err in exc.errors(include_url=False):
+            if _is_echo(err, data):
+                continue
+            p, is_key = _problem_from_error(err, data, Scenario)
+            if is_key:
+                key_idx.add(len(found))
+            found.append(p)
+        raise ContractError(_locate(found, positions, source, key_idx)) from None
+    problems = list(yaml_problems)
+    if contract is not None:
+        if scenario.contract is not None and scenario.contract != contract.id:
+            problems.append(Problem("wrong_contract", ("contract",),
+                                    f"the scenario is for contract '{scenario.contract}', not '{contract.id}'",
+                                    "use the scenario with its own contract, or correct 'contract:'"))
+        problems += consistency.check_simulation(contract, scenario.simulation)
+    if problems:
+        raise ContractError(_locate(problems, positions, source, set()))
+    return scenario
+
+
+def load_scenario(path: str | Path, contract: Contract | None = None) -> Scenario:
+    """Read and validate a scenario file (see :func:`parse_scenario`)."""
+    return parse_scenario(_read_text(path), source=str(path), contract=contract)
+
+
+def _read_text(path: str | Path) -> str:
     p = Path(path)
     source = str(path)
     try:
@@ -559,7 +608,7 @@ def load_contract(path: str | Path) -> Contract:
         column = len(raw[line_start: exc.start].decode("utf-8-sig", "replace")) + 1
         raise ContractError([Problem("bad_encoding", (), f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
                                      "save the file as UTF-8", file=source, line=line, column=column)]) from None
-    return parse_contract(text, source=source)
+    return text
 
 
 def read_contract_data(text: str) -> Any:

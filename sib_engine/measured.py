@@ -11,10 +11,11 @@ vectorised pandas/numpy: no I/O, no great-expectations.
 * :func:`plan_checks` generates the checks from the contract: value sets, ranges, pairs of
   dates that must be in order, uniqueness.  Each :class:`Check` names the column of the
   *check frame* it reads, its reason code and a message.
-* :func:`check_frame` builds that check frame: one row per input row (same positions), the
-  typed columns plus the columns derived by joining a row to its participant's enrolment
+* :func:`check_frame` builds that check frame: the typed columns (one row per input row,
+  same positions) plus the columns derived by joining a row to its participant's enrolment
   row (enrolment date, attribution window, prerequisite dates, claim number, ...).  A
-  derived column is empty where its check does not apply.
+  derived column is empty where its check does not apply, and a column read only on
+  enrolment rows or only on outcome rows holds just those rows (indexed by position).
 * :func:`restated` finds rows whose value differs from an earlier submission.
 
 >>> [c.name for c in COLUMNS][:5]
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
-from typing import Any, Literal
+from typing import Any, Collection, Literal
 
 import numpy as np
 import pandas as pd
@@ -226,26 +227,171 @@ def _show(values: pd.Series) -> pd.Series:
     return values.astype("str").where(values.notna(), "")
 
 
+def categorical(codes: np.ndarray, categories: pd.Index, index: pd.Index) -> pd.Series:
+    """A categorical Series from integer ``codes`` (-1: missing) and ``categories`` known to be
+    distinct.  pandas would check the categories for duplicates by hashing every one of them
+    again (as costly as factorizing them); the caller already knows they are distinct."""
+    fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    if fastpath is None:  # pragma: no cover - a pandas without the fast path
+        cat = pd.Categorical.from_codes(codes, categories=categories)
+    else:
+        cat = pd.Categorical.from_codes(codes, dtype=fastpath(categories, ordered=False), validate=False)
+    return pd.Series(cat, index=index, copy=False)
+
+
+def presence(filled: np.ndarray) -> pd.Categorical:
+    """A column that is only filled in or not (what a ``not_null`` check reads), as a
+    categorical of one category: one byte a row."""
+    codes = filled.astype(np.int8)
+    codes -= 1
+    return pd.Categorical.from_codes(codes, categories=["filled"])
+
+
+def codes_of(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1: missing; a categorical column's own, of its integer type) and the
+    distinct values of ``values``, in *some* order: a categorical column gives its own
+    codes and categories (no hashing); anything else is factorized."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(), values.cat.categories
+    c, u = pd.factorize(values, use_na_sentinel=True, size_hint=_HINT)
+    return c, pd.Index(u)
+
+
+def first_appearance(codes: np.ndarray, n_categories: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes (-1: missing) of ``n_categories`` categories renumbered as ``pd.factorize``
+    numbers them (in order of first appearance, unused categories dropped): the new codes
+    and the old code of each new one; ``None`` when they already are (the usual case)."""
+    valid = codes if not codes.size or codes.min() >= 0 else codes[codes >= 0]
+    if valid.size:
+        # in order iff each code is at most one more than every code before it, and all appear
+        running = np.maximum.accumulate(valid)
+        if valid[0] == 0 and int(running[-1]) + 1 == n_categories \
+                and not bool((valid[1:] > running[:-1] + 1).any()):
+            return None
+    elif n_categories == 0:
+        return None
+    out = np.full(codes.shape, -1, dtype=np.int64)
+    c, order = pd.factorize(valid, size_hint=_HINT)
+    out[codes >= 0] = c
+    return out, np.asarray(order, dtype=np.int64)
+
+
+_MIN_FIXED_WIDTH_ROWS = 4096
+_HINT = 1 << 16
+"""The hash-table size ``pd.factorize`` starts from (it grows as needed).  pandas would
+size it for every row being distinct: for a million rows, tens of megabytes that are
+mostly never used but all touched (and cache misses on every lookup)."""
+
+
+def _factorize_fixed_width(values: pd.Series) -> tuple[np.ndarray, pd.Index] | None:
+    """``pd.factorize(values)`` (same codes, same uniques in order of first appearance) for
+    Arrow-backed text whose values all have the same byte length, as identifiers usually
+    do: each value's bytes, read straight from the Arrow buffers, are factorized as 64-bit
+    integers, several times faster than hashing the strings.  ``None`` when it does not
+    apply (other storage, mixed lengths, long values, few rows)."""
+    to_arrow = getattr(values.array, "__arrow_array__", None)
+    if to_arrow is None or len(values) < _MIN_FIXED_WIDTH_ROWS:
+        return None
+    chunked = to_arrow()
+    arr = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+    kind = str(arr.type)
+    if kind not in ("string", "large_string"):
+        return None
+    n = len(arr)
+    buffers = arr.buffers()
+    if len(buffers) != 3 or buffers[1] is None or buffers[2] is None:
+        return None
+    width_t = np.dtype(np.int64 if kind == "large_string" else np.int32)
+    offsets = np.frombuffer(buffers[1], dtype=width_t, count=n + 1, offset=arr.offset * width_t.itemsize)
+    valid = None if arr.null_count == 0 else values.notna().to_numpy(dtype=bool)
+    w = int(offsets[1] - offsets[0]) if valid is None else -1
+    if valid is None and 8 <= w <= 64 and int(offsets[-1] - offsets[0]) == n * w \
+            and not bool((np.diff(offsets) != w).any()):
+        # contiguous values of w >= 8 bytes: 8-byte words read in place (the last one
+        # overlapping the one before when w is not a multiple of 8)
+        data = np.frombuffer(buffers[2], dtype=np.uint8)
+        base = int(offsets[0])
+        starts = list(range(0, w - 7, 8)) + ([w - 8] if w % 8 else [])
+        words = [np.ndarray((n,), dtype="<u8", buffer=data, offset=base + at, strides=(w,)) for at in starts]
+        high = True  # a last, partial word holds its new bytes in its high-order bytes
+    else:
+        lengths = np.diff(offsets)
+        if valid is not None:
+            lengths = lengths[valid]
+        if not lengths.size:
+            return None
+        w = int(lengths[0])
+        if w == 0 or w > 64 or bool((lengths != w).any()):
+            return None
+        data = np.frombuffer(buffers[2], dtype=np.uint8)
+        starts_at = offsets[:-1] if valid is None else offsets[:-1][valid]
+        block = np.zeros((lengths.size, (w + 7) // 8 * 8), dtype=np.uint8)
+        block[:, :w] = data[starts_at[:, None] + np.arange(w)]
+        keys = block.view(np.uint64)
+        words = [keys[:, j] for j in range(keys.shape[1])]
+        high = False  # a last, partial word holds its bytes in its low-order bytes (zero-padded)
+    # factorize the words in turn, each word's values first mixed by a bijection (the same
+    # codes, but hashed evenly: raw text bytes collide a lot in pandas' integer hash table)
+    c, _ = pd.factorize(_mix(words[0]), size_hint=_HINT)
+    codes = c.astype(np.int64, copy=False)
+    for i, word in enumerate(words[1:], start=1):
+        tail = w - 8 * i  # bytes of the value this word adds (< 8: the last, overlapping word)
+        if tail < 8 and (int(codes.max(initial=0)) + 1) << (8 * tail) < 1 << 62:
+            added = np.ascontiguousarray(word) >> np.uint64(64 - 8 * tail if high else 0)
+            key = (codes << (8 * tail)) | added.astype(np.int64)
+        else:
+            c2, u2 = pd.factorize(_mix(word), size_hint=_HINT)
+            key = codes * len(u2) + c2
+        c, _ = pd.factorize(key, size_hint=_HINT)
+        codes = c.astype(np.int64, copy=False)
+    # codes count from 0 in order of first appearance: a code is new where it exceeds all before
+    running = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.r_[True, codes[1:] > running[:-1]])
+    del running
+    rows = first if valid is None else np.flatnonzero(valid)[first]
+    uniques = pd.Index(values.array.take(rows))
+    if valid is not None:
+        full = np.full(n, -1, dtype=np.int64)
+        full[valid] = codes
+        codes = full
+    return codes, uniques
+
+
+def _mix(word: np.ndarray) -> np.ndarray:
+    """A bijection of 64-bit words (an odd multiplier, then an xor-shift) that spreads them
+    evenly over a hash table."""
+    x = np.ascontiguousarray(word, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= x >> np.uint64(29)
+    return x
+
+
 def as_text(values: pd.Series) -> pd.Series:
     """A column as stripped text, empty cells missing, held as a pandas category (each
     distinct text is handled once: parsing a million rows parses their distinct values)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy().astype(np.int64)
+        codes = values.cat.codes.to_numpy()
         cats = pd.Series(values.cat.categories)
     else:
         if not (values.dtype == "str" or values.dtype == object):
             values = _show(values).where(values.notna())
-        c, u = pd.factorize(values, use_na_sentinel=True)
-        codes = c.astype(np.int64)
+        fixed = _factorize_fixed_width(values) if values.dtype == "str" else None
+        c, u = fixed if fixed is not None else pd.factorize(values, use_na_sentinel=True, size_hint=_HINT)
+        codes = c
         cats = pd.Series(u)
+    if cats.dtype == "str":
+        # distinct texts, none padded or empty (the usual case): they are the categories
+        stripped = cats.str.strip()
+        if not bool((stripped != cats).any()) and not bool((cats == "").any()):
+            return categorical(codes, pd.Index(cats.array, dtype="str"), values.index)
+    codes = codes.astype(np.int64)
     stripped = cats.astype("str").str.strip()
-    ucodes, ucats = pd.factorize(stripped, use_na_sentinel=True)
+    ucodes, ucats = pd.factorize(stripped, use_na_sentinel=True, size_hint=_HINT)
     keep = np.asarray(ucats != "", dtype=bool)
     renumber = np.cumsum(keep) - 1
     remap = np.where(keep[ucodes], renumber[ucodes], -1) if len(ucodes) else np.zeros(0, np.int64)
     new = np.where(codes >= 0, np.append(remap, -1)[codes], -1)
     categories = pd.Index(np.asarray(ucats)[keep], dtype="str")
-    return pd.Series(pd.Categorical.from_codes(new, categories=categories), index=values.index)
+    return categorical(new, categories, values.index)
 
 
 def _cats(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -311,7 +457,8 @@ def parse(
         elif kind == "date":
             if pd.api.types.is_datetime64_any_dtype(col.dtype):
                 d = col.dt.tz_localize(None) if getattr(col.dt, "tz", None) is not None else col
-                d = d.dt.floor("D")
+                if not _whole_days(d.to_numpy()):
+                    d = d.dt.floor("D")
                 text = None
             else:
                 text = as_text(col)
@@ -335,16 +482,19 @@ def parse(
         else:
             if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
                 num = col.astype("float64")
-                num = num.where(np.isfinite(num.to_numpy()))
+                infinite = np.isinf(num.to_numpy())
+                if infinite.any():  # (NaN stays NaN)
+                    num = num.where(~infinite)
                 text = None
             else:
                 text = as_text(col)
                 num = _parse_number(text, decimal_comma)
             bad = (num.isna() & col.notna()) if text is None else (num.isna() & text.notna())
             if kind == "integer":
-                frac = num.notna() & (np.floor(num) != num)
-                bad = bad | frac
-                num = num.where(~frac)
+                frac = _fractional(num.to_numpy())
+                if frac.any():
+                    bad = bad | frac
+                    num = num.where(~frac)
             badv = bad.to_numpy(dtype=bool)
             if badv.any():
                 rows = np.flatnonzero(badv)
@@ -356,8 +506,39 @@ def parse(
                 failures.add(rows, name, shown, "type_" + kind, "wrong_type", msg)
             out[name] = num
             out[name + "_text"] = text if text is not None else col
-    typed = pd.DataFrame(out, index=pd.RangeIndex(n))
+    # copy=False: no consolidation of the columns into 2-d blocks (a copy of every column)
+    typed = pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
     return typed
+
+
+_BLOCK = 1 << 16
+"""Rows per block where a whole-column test would need large temporary arrays."""
+
+
+def _whole_days(d: np.ndarray) -> bool:
+    """Are all the (naive) datetimes ``d`` midnights (or NaT)?  Tested a block at a time,
+    without a temporary array as large as the column."""
+    if not d.size:
+        return True
+    unit = np.datetime_data(d.dtype)[0]
+    day = int(np.array(1, dtype="timedelta64[D]").astype(f"timedelta64[{unit}]").astype(np.int64))
+    v = d.view(np.int64)
+    nat = np.iinfo(np.int64).min
+    for start in range(0, v.size, _BLOCK):
+        block = v[start:start + _BLOCK]
+        if bool(((block % day != 0) & (block != nat)).any()):
+            return False
+    return True
+
+
+def _fractional(v: np.ndarray) -> np.ndarray:
+    """Per value of float array ``v``: is it a number that is not whole?"""
+    out = np.zeros(v.size, dtype=bool)
+    for start in range(0, v.size, _BLOCK):
+        block = v[start:start + _BLOCK]
+        out[start:start + _BLOCK] = np.floor(block) != block  # NaN != NaN: excluded below
+    out &= ~np.isnan(v)
+    return out
 
 
 # ---------------------------------------------------------------------------- checks ---
@@ -569,44 +750,41 @@ class Links:
     """Per row: True for an enrolment row that counts (not a later duplicate)."""
 
 
-def link(typed: pd.DataFrame, pid: np.ndarray) -> Links:
+def link(typed: pd.DataFrame, pid: np.ndarray, is_enr: np.ndarray | None = None) -> Links:
     """Attach every outcome row to its participant's enrolment row.
 
-    ``pid`` is an integer code per row (-1 when missing).  An outcome row naming a cohort
+    ``pid`` is an integer code per row (-1 when missing); ``is_enr`` (optional) says which
+    rows are enrolment rows.  An outcome row naming a cohort
     attaches to the participant's enrolment in that cohort; one without attaches to the
     latest enrolment on or before its date (or the earliest one, if it precedes them all).
     Of several enrolment rows for the same participant and cohort, the first counts.
     """
     n = len(typed)
-    metric = typed["metric"]
-    is_enr = (metric == ENROLMENT).fillna(False).to_numpy(dtype=bool)
+    if is_enr is None:
+        is_enr = enrolment_rows(typed["metric"])
     cohort = typed["cohort"] if "cohort" in typed else pd.Series(pd.NA, index=typed.index, dtype="str")
-    ccodes, _ = pd.factorize(cohort, use_na_sentinel=True)
-    ccodes = ccodes.astype(np.int64)
+    ccodes, _ = codes_of(cohort)
     ncoh = int(ccodes.max()) + 2 if ccodes.size else 2
-    cand = is_enr & (pid >= 0) & (ccodes >= 0)
-    key = np.where(cand, pid * ncoh + ccodes, -1)
+    cand_rows = np.flatnonzero(is_enr & (pid >= 0) & (ccodes >= 0))
+    # (participant, cohort) keys, sorted, each with its first enrolment row: the one that counts
+    sk, first_idx = _first_of_each(pid[cand_rows] * ncoh + ccodes[cand_rows])
+    by_key = cand_rows[first_idx]
     first = np.zeros(n, dtype=bool)
-    cand_rows = np.flatnonzero(cand)
-    _, first_idx = np.unique(key[cand_rows], return_index=True)
-    first[cand_rows[first_idx]] = True
+    first[by_key] = True
 
     enrolment_row = np.full(n, -1, dtype=np.int64)
-    enrolment_row[first] = np.flatnonzero(first)
+    enrolment_row[by_key] = by_key
     out_rows = np.flatnonzero(~is_enr & (pid >= 0))
-    if out_rows.size and first.any():
+    if out_rows.size and by_key.size:
         e_rows = np.flatnonzero(first)
         # rows naming a cohort: exact (participant, cohort) match
         named = ccodes[out_rows] >= 0
         if named.any():
-            e_keys = key[e_rows]
-            order = np.argsort(e_keys, kind="stable")
-            sk = e_keys[order]
             q = pid[out_rows[named]] * ncoh + ccodes[out_rows[named]]
             pos = np.searchsorted(sk, q)
             pos_c = np.minimum(pos, sk.size - 1)
             hit = sk[pos_c] == q
-            enrolment_row[out_rows[named]] = np.where(hit, e_rows[order[pos_c]], -1)
+            enrolment_row[out_rows[named]] = np.where(hit, by_key[pos_c], -1)
         # the others: the latest enrolment on or before the date, else the earliest
         rest = out_rows[~named]
         if rest.size:
@@ -646,41 +824,83 @@ def link(typed: pd.DataFrame, pid: np.ndarray) -> Links:
     return Links(enrolment_row=enrolment_row, first_enrolment=first)
 
 
+def _first_of_each(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_index=True)`` for non-negative integer keys: the distinct
+    keys, sorted, and where each first occurs.  When key and position fit in 63 bits
+    together, one sort of their values (several times faster than an arg-sort)."""
+    if not keys.size:
+        return keys.astype(np.int64), np.zeros(0, dtype=np.int64)
+    place_bits = int(keys.size - 1).bit_length()
+    if int(keys.max()) >= 1 << (63 - place_bits):
+        sk, first = np.unique(keys, return_index=True)
+        return sk, first
+    packed = keys.astype(np.int64) << place_bits
+    packed |= np.arange(keys.size, dtype=np.int64)
+    packed.sort()
+    key = packed >> place_bits
+    new = np.empty(keys.size, dtype=bool)
+    new[0] = True
+    np.not_equal(key[1:], key[:-1], out=new[1:])
+    return key[new], packed[new] & ((1 << place_bits) - 1)
+
+
+def enrolment_rows(metric: pd.Series) -> np.ndarray:
+    """Per row: is it an enrolment row (``metric`` is ``enrolment``)?"""
+    return np.asarray((metric == ENROLMENT).fillna(False).to_numpy(dtype=bool))
+
+
 def _add_months(dates: pd.Series, months: int) -> pd.Series:
     return dates + pd.DateOffset(months=months)
 
 
 def check_frame(
-    contract: Contract, typed: pd.DataFrame, pid: np.ndarray, links: Links
+    contract: Contract, typed: pd.DataFrame, pid: np.ndarray, links: Links,
+    is_enr: np.ndarray | None = None, columns: Collection[str] | None = None,
 ) -> dict[str, pd.Series]:
     """The columns the checks of :func:`plan_checks` read (see the module's docstring), by
-    name; every column is indexed by position in the submission."""
+    name.  A column read on every row is indexed by position in the submission (a
+    RangeIndex); a derived column read only on enrolment rows (``enr_*``, ``cohort_open``,
+    ``cohort_close``) or only on outcome rows (values, dates and claims of outcomes) holds
+    just those rows, indexed by their positions, and is empty on every other row.
+    ``is_enr`` (optional) says which rows are enrolment rows; with ``columns``, derived
+    columns no check reads are left out."""
     c = contract
+
+    def wanted(*names: str) -> bool:
+        return columns is None or any(name in columns for name in names)
+
     n = len(typed)
     idx = pd.RangeIndex(n)
     metric = typed["metric"]
-    is_enr = (metric == ENROLMENT).fillna(False).to_numpy(dtype=bool)
+    if is_enr is None:
+        is_enr = enrolment_rows(metric)
     is_out = metric.notna().to_numpy(dtype=bool) & ~is_enr
+    e_rows, o_rows = np.flatnonzero(is_enr), np.flatnonzero(is_out)
+    e_idx, o_idx = pd.Index(e_rows), pd.Index(o_rows)
     metrics = {m.id: m for m in c.metrics}
-    mcodes, muniq = pd.factorize(metric, use_na_sentinel=True)
+    mcodes, muniq = codes_of(metric)
     mlist = [str(x) for x in muniq]
+    m_out = mcodes[o_rows]
 
     def per_metric(values: dict[str, float]) -> np.ndarray:
+        """A value per outcome row, by its metric."""
         table = np.array([values.get(m, np.nan) for m in mlist] + [np.nan], dtype="float64")
-        out: np.ndarray = table[mcodes]  # code -1 takes the trailing NaN
+        out: np.ndarray = table[m_out]  # code -1 takes the trailing NaN
         return out
 
     date = typed["date"] if "date" in typed else pd.Series(_nat(n), index=idx)
     d = date.to_numpy(dtype="datetime64[ns]")
     value = typed["value"].to_numpy(dtype="float64") if "value" in typed else _float_nan(n)
     pre = pre_metrics(c)
-    is_pre = np.isin(mcodes, [i for i, m in enumerate(mlist) if m in pre]) if pre else np.zeros(n, bool)
+    is_pre = np.isin(mcodes, [i for i, m in enumerate(mlist) if m in pre]) if pre else None
 
     cf: dict[str, Any] = {}
+    on_enrolment: dict[str, Any] = {}
+    on_outcome: dict[str, Any] = {}
     for name in ("contract_id", "contract_version", "metric", "cohort", "group", "municipality"):
         if name in typed:
             cf[name] = typed[name]
-    cf["participant_id"] = pd.Series(np.where(pid >= 0, pid, np.nan), index=idx)
+    cf["participant_id"] = presence(pid >= 0)
     for name in typed.columns:
         if name.endswith("_text"):
             cf[name] = typed[name]
@@ -688,110 +908,158 @@ def check_frame(
         if name in typed:
             cf[name] = typed[name]
     if "age" in typed:
-        cf["enr_age"] = typed["age"].where(is_enr)
+        on_enrolment["enr_age"] = typed["age"].to_numpy()[e_rows]
     if "prior_months" in typed:
-        cf["enr_prior"] = typed["prior_months"].where(is_enr)
-    cf["enr_pid"] = np.where(is_enr & (pid >= 0), pid, np.nan)
+        on_enrolment["enr_prior"] = typed["prior_months"].to_numpy()[e_rows]
+    pid_e = pid[e_rows]
+    on_enrolment["enr_pid"] = np.where(pid_e >= 0, pid_e, np.nan)
     if "cohort" in typed:
-        cf["enr_cohort"] = typed["cohort"].where(is_enr)
+        on_enrolment["enr_cohort"] = typed["cohort"].array.take(e_rows)
     else:
-        cf["enr_cohort"] = pd.Series(pd.NA, index=idx, dtype="str")
+        on_enrolment["enr_cohort"] = pd.Series(pd.NA, index=e_idx, dtype="str")
 
-    # values
+    # values, on outcome rows
+    v_out = value[o_rows]
     types = {m.id: m.type for m in c.metrics}
     nonneg = per_metric({k: 1.0 for k, t in types.items() if t != "continuous"}) == 1.0
-    negative = nonneg & (value < 0)
-    cf["value_nonneg"] = np.where(nonneg & is_out, value, np.nan)
-    cf["event_value"] = np.where(per_metric({k: 1.0 for k, t in types.items() if t == "event"}) == 1.0, value, np.nan)
-    cf["binary_value"] = np.where(per_metric({k: 1.0 for k, t in types.items() if t == "binary"}) == 1.0, value, np.nan)
-    lo = per_metric({k: float(m.min_value) for k, m in metrics.items() if m.min_value is not None})
-    hi = per_metric({k: float(m.max_value) for k, m in metrics.items() if m.max_value is not None})
-    cf["value_lo"] = np.where(~negative, value, np.nan)
-    cf["value_min"] = lo
-    cf["value_max"] = hi
-    cf["value_hi"] = value
+    negative = nonneg & (v_out < 0)
+    on_outcome["value_nonneg"] = np.where(nonneg, v_out, np.nan)
+    if wanted("event_value"):
+        on_outcome["event_value"] = np.where(per_metric({k: 1.0 for k, t in types.items() if t == "event"}) == 1.0,
+                                             v_out, np.nan)
+    if wanted("binary_value"):
+        on_outcome["binary_value"] = np.where(per_metric({k: 1.0 for k, t in types.items() if t == "binary"}) == 1.0,
+                                              v_out, np.nan)
+    if wanted("value_lo", "value_min"):
+        on_outcome["value_lo"] = np.where(~negative, v_out, np.nan)
+        on_outcome["value_min"] = per_metric({k: float(m.min_value) for k, m in metrics.items()
+                                              if m.min_value is not None})
+    if wanted("value_max", "value_hi"):
+        on_outcome["value_max"] = per_metric({k: float(m.max_value) for k, m in metrics.items()
+                                              if m.max_value is not None})
+        on_outcome["value_hi"] = v_out
 
     # dates
-    cf["term_date"] = np.where(is_pre, np.datetime64("NaT"), d).astype("datetime64[ns]")
+    nat = np.datetime64("NaT")
+    cf["term_date"] = d if is_pre is None else np.where(is_pre, nat, d).astype("datetime64[ns]", copy=False)
     cohorts = {k.id: k for k in c.timeline.cohorts}
     if "cohort" in typed:
-        ccodes, cuniq = pd.factorize(typed["cohort"], use_na_sentinel=True)
-        opens = np.array([np.datetime64(cohorts[k].enrolment_start, "ns") if k in cohorts else np.datetime64("NaT")
-                          for k in cuniq] + [np.datetime64("NaT")], dtype="datetime64[ns]")
-        closes = np.array([np.datetime64(cohorts[k].enrolment_end, "ns") if k in cohorts else np.datetime64("NaT")
-                           for k in cuniq] + [np.datetime64("NaT")], dtype="datetime64[ns]")
-        cf["cohort_open"] = np.where(is_enr, opens[ccodes], np.datetime64("NaT"))
-        cf["cohort_close"] = np.where(is_enr, closes[ccodes], np.datetime64("NaT"))
+        ccodes, cuniq = codes_of(typed["cohort"])
+        opens = np.array([np.datetime64(cohorts[k].enrolment_start, "ns") if k in cohorts else nat
+                          for k in cuniq] + [nat], dtype="datetime64[ns]")
+        closes = np.array([np.datetime64(cohorts[k].enrolment_end, "ns") if k in cohorts else nat
+                           for k in cuniq] + [nat], dtype="datetime64[ns]")
+        c_enr = ccodes[e_rows]
+        on_enrolment["cohort_open"] = opens[c_enr]
+        on_enrolment["cohort_close"] = closes[c_enr]
     else:
-        cf["cohort_open"] = _nat(n)
-        cf["cohort_close"] = _nat(n)
-    cf["enr_date"] = np.where(is_enr, d, np.datetime64("NaT")).astype("datetime64[ns]")
+        on_enrolment["cohort_open"] = _nat(e_rows.size)
+        on_enrolment["cohort_close"] = _nat(e_rows.size)
+    on_enrolment["enr_date"] = d[e_rows]
 
-    er = links.enrolment_row
+    # outcome rows joined to their enrolment row
+    er = links.enrolment_row[o_rows]
     linked_ok = er >= 0
-    cf["linked"] = np.where(is_out & (pid >= 0), linked_ok.astype("float64"), np.nan)
-    enrol_date = np.where(linked_ok, d[np.maximum(er, 0)], np.datetime64("NaT")).astype("datetime64[ns]")
-    out_mask = is_out & linked_ok & ~is_pre
-    cf["enrol_date"] = np.where(out_mask, enrol_date, np.datetime64("NaT")).astype("datetime64[ns]")
-    cf["out_date"] = np.where(out_mask, d, np.datetime64("NaT")).astype("datetime64[ns]")
+    on_outcome["linked"] = np.where(pid[o_rows] >= 0, linked_ok.astype("float64"), np.nan)
+    enrol_date = np.where(linked_ok, d[np.maximum(er, 0)], nat).astype("datetime64[ns]", copy=False)
+    d_out = d[o_rows]
+    out_mask = linked_ok if is_pre is None else linked_ok & ~is_pre[o_rows]
+    on_outcome["enrol_date"] = np.where(out_mask, enrol_date, nat).astype("datetime64[ns]", copy=False)
+    on_outcome["out_date"] = np.where(out_mask, d_out, nat).astype("datetime64[ns]", copy=False)
 
     # attribution windows, per metric
-    window_end = _nat(n)
+    window_end = _nat(o_rows.size)
     for m in c.metrics:
         if m.window_months is None or m.id not in mlist:
             continue
-        rows = np.flatnonzero(out_mask & (mcodes == mlist.index(m.id)))
+        rows = np.flatnonzero(out_mask & (m_out == mlist.index(m.id)))
         if rows.size:
             ends = _add_months(pd.Series(enrol_date[rows]), m.window_months)
             window_end[rows] = ends.to_numpy(dtype="datetime64[ns]")
-    cf["window_end"] = window_end
+    on_outcome["window_end"] = window_end
 
     # prerequisites: the first date of each required metric, per enrolment
-    prereq = _nat(n)
+    prereq = _nat(o_rows.size)
     reqs = requirements(c)
-    usable = out_mask & ~np.isnat(d)
+    usable = out_mask & ~np.isnat(d_out)
     if reqs and usable.any():
-        firsts: dict[str, pd.Series] = {}
+        # an outcome row's enrolment row, as its place among the enrolment rows
+        place = np.full(n, -1, dtype=np.int32 if n < 1 << 31 else np.int64)
+        place[e_rows] = np.arange(e_rows.size, dtype=place.dtype)
+        er_place = place[np.maximum(er, 0)]
+        del place
+        days = d_out.view(np.int64)
+        none = np.iinfo(np.int64).max
+        firsts: dict[str, np.ndarray] = {}
         for needed in sorted({r for rs in reqs.values() for r in rs}):
-            if needed not in mlist:
-                firsts[needed] = pd.Series(dtype="datetime64[ns]")
-                continue
-            rows = np.flatnonzero(usable & (mcodes == mlist.index(needed)))
-            firsts[needed] = pd.Series(d[rows]).groupby(er[rows]).min()
+            first_day = np.full(e_rows.size, none, dtype=np.int64)  # per enrolment row
+            if needed in mlist:
+                rows = np.flatnonzero(usable & (m_out == mlist.index(needed)))
+                np.minimum.at(first_day, er_place[rows], days[rows])
+            firsts[needed] = first_day
+        never = NEVER.to_datetime64().astype("datetime64[ns]").view(np.int64)
         for m_id, needed_list in reqs.items():
             if m_id not in mlist:
                 continue
-            rows = np.flatnonzero(usable & (mcodes == mlist.index(m_id)))
+            rows = np.flatnonzero(usable & (m_out == mlist.index(m_id)))
             if not rows.size:
                 continue
-            latest = np.full(rows.size, np.datetime64("NaT"), dtype="datetime64[ns]")
+            latest = np.full(rows.size, nat, dtype="datetime64[ns]")
             for needed in needed_list:
-                f = firsts[needed].reindex(er[rows]).to_numpy(dtype="datetime64[ns]")
-                f = np.where(np.isnat(f), NEVER.to_datetime64(), f)
+                f = firsts[needed][er_place[rows]]
+                f = np.where(f == none, never, f).view("datetime64[ns]")
                 latest = np.where(np.isnat(latest) | (f > latest), f, latest)
             prereq[rows] = latest
-    cf["prereq_date"] = prereq
+    on_outcome["prereq_date"] = prereq
 
     # claim limits: number each claim of a limited metric per participant, in date order
-    claim_no = _float_nan(n)
-    claim_max = _float_nan(n)
+    claim_no = _float_nan(o_rows.size)
+    claim_max = _float_nan(o_rows.size)
     limits = {k: v for k, v in claim_limits(c).items() if k in mlist}
     if limits:
         lim = per_metric({k: float(v) for k, v in limits.items()})
         rows = np.flatnonzero(usable & ~np.isnan(lim))
         if rows.size:
-            dd = d[rows].astype("datetime64[D]").astype(np.int64)
-            order = np.lexsort((rows, dd, mcodes[rows], pid[rows]))
+            pid_out = pid[o_rows]
+            dd = d_out[rows].astype("datetime64[D]").astype(np.int64)
+            order = _claim_order(rows, dd, m_out[rows], pid_out[rows], len(mlist) + 1)
             srt = rows[order]
-            grp = pid[srt] * (len(mlist) + 1) + mcodes[srt]
+            grp = pid_out[srt] * (len(mlist) + 1) + m_out[srt]
             starts = np.r_[True, grp[1:] != grp[:-1]]
             pos = np.arange(srt.size)
             start_pos = np.maximum.accumulate(np.where(starts, pos, 0))
             claim_no[srt] = (pos - start_pos + 1).astype("float64")
             claim_max[rows] = lim[rows]
-    cf["claim_no"] = claim_no
-    cf["claim_max"] = claim_max
-    return {k: v if isinstance(v, pd.Series) else pd.Series(v, index=idx) for k, v in cf.items()}
+    on_outcome["claim_no"] = claim_no
+    on_outcome["claim_max"] = claim_max
+
+    def series(values: Any, index: pd.Index) -> pd.Series:
+        return values if isinstance(values, pd.Series) else pd.Series(values, index=index, copy=False)
+
+    out = {k: series(v, idx) for k, v in cf.items()}
+    out.update({k: series(v, e_idx) for k, v in on_enrolment.items()})
+    out.update({k: series(v, o_idx) for k, v in on_outcome.items()})
+    return out
+
+
+def _claim_order(rows: np.ndarray, day: np.ndarray, metric: np.ndarray, pid: np.ndarray, n_metrics: int) -> np.ndarray:
+    """The order of ``np.lexsort((rows, day, metric, pid))`` for increasing ``rows`` and
+    non-negative ``metric`` and ``pid``: when it fits in 63 bits, one combined key of
+    (participant, metric, day, place in ``rows``) is sorted (as values, several times
+    faster than an arg-sort) and the place read back from its low bits."""
+    if not rows.size:
+        return np.zeros(0, dtype=np.int64)
+    d0 = day - day.min()
+    n_days, n_pid = int(d0.max()) + 1, int(pid.max()) + 1
+    place_bits = int(rows.size - 1).bit_length()
+    if (n_pid * n_metrics * n_days) << place_bits >= 1 << 63:
+        return np.asarray(np.lexsort((rows, day, metric, pid)))
+    key = (pid * n_metrics + metric) * n_days + d0
+    key <<= place_bits
+    key |= np.arange(rows.size, dtype=np.int64)
+    key.sort()
+    key &= (1 << place_bits) - 1
+    return np.asarray(key)
 
 
 def restated(

@@ -16,8 +16,9 @@ Rules (the same everywhere):
 * an outcome counts only on or after the participant's enrolment date, and, when the
   metric has ``window_months``, up to and including the same day that many months later
   (a 12-month window from 2024-01-15 ends on 2025-01-15, as the validator checks it); an
-  expected-duration horizon of ``horizon_days`` counts that many days from the enrolment
-  day (365 days from 2024-01-15 end on 2025-01-13); a baseline's ``pre_metric`` is exempt
+  expected-duration horizon of ``horizon_days`` likewise ends on, and includes, the day
+  that many days after enrolment (365 days from 2024-01-15 end on 2025-01-14): a duration
+  measured over the horizon is dated at its end; a baseline's ``pre_metric`` is exempt
   from both, since it is measured before enrolment;
 * participants outside the contract's eligibility (age, prior months) are left out, and
   so is a participant whose age or prior months is missing when eligibility needs it;
@@ -133,8 +134,8 @@ class MeasuredData:
         return got
 
     def window_last(self, *, months: int | None = None, days: int | None = None) -> np.ndarray:
-        """Per participant, the last day of a window from enrolment: the same day ``months``
-        later (included), or the last of ``days`` days counted from the enrolment day."""
+        """Per participant, the last day of a window from enrolment (included): the same day
+        ``months`` later, or the day ``days`` days later."""
         key = ("m", months) if months is not None else ("d", int(days or 0))
         cached = self._windows.get(key)
         if cached is not None:
@@ -143,7 +144,7 @@ class MeasuredData:
         if months is not None:
             out = add_months_days(enrol, months)
         else:
-            out = enrol + int(days or 0) - 1
+            out = enrol + int(days or 0)
         self._windows[key] = out
         return out
 

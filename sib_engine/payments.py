@@ -16,23 +16,54 @@ taken first come, first served in date order, ties by trigger, outcome, particip
 3. per trigger: ``cap_per_participant``, then ``cap_per_period``, then ``cap`` (the
    trigger over the whole contract);
 4. for the contract (over all triggers): ``caps.per_participant``, then
-   ``caps.per_period``, then ``caps.total``;
+   ``caps.per_period``;
 5. rounding to the minor unit (:func:`sib_engine.money.round_money`), once per trigger,
    outcome and period;
 6. the split among the primary payers (fixed shares, or the municipality of residence of
    each participant; a schedule-based amount is split by the residence of the participants
    it is for), by largest remainder (:func:`sib_engine.money.allocate`) so that the parts
-   add up to the cent;
+   add up to the cent.  A schedule-based trigger's amount is split *cumulatively*: at each
+   determination its cumulative amount is split by the weights of that determination
+   (shares, or the participants in scope by municipality), and a payer's part of the
+   change is its part of the cumulative amount less its part at the determination before
+   (so a payer's parts always add up to its share of the latest cumulative amount);
 7. each primary payer's ``cap`` over the contract (in order of period, trigger, outcome);
-8. top-ups: each top-up fund pays its fraction of what the primary payers pay (after
+8. ``caps.total``: the contract's total cap, over what the primary payers pay after their
+   own caps (in order of period, trigger, outcome, then payers in contract order);
+9. top-ups: each top-up fund pays its fraction of what the primary payers pay (after
    their caps), rounded, then its own ``cap``.
+
+**Every cap is a running cap** (:func:`running_cap`): taking the rows it covers in order,
+the total paid after each row is the lesser of the total owed so far and the cap, and the
+row pays the change of that total.  With rows that are all positive this is first come,
+first served.  A negative row (a schedule-based amount lower than before) lowers the total
+owed; it is clawed back only as far as the total owed falls below the cap (what the cap
+held back goes first), and it frees room for later rows only then.  So a cap never makes
+a payment negative by itself, and what a cap lets through depends only on the total owed.
+
+**Monotone in outcomes.**  With running caps, what a cap lets through never falls as what
+it covers grows.  The contract's total therefore never falls as outcomes improve when the
+caps that bind are *nested* in the order they apply: each cap covers either all or none of
+the rows of any cap applied before it.  Per-participant caps, then per-payer caps (by
+residence, a participant belongs to one payer; with fixed shares each payer pays a share
+of everything), then ``caps.total`` are nested; that is why payer caps come before
+``caps.total`` (a total cap applied first would spend its room on amounts that a payer cap
+then refuses, so that better outcomes for one payer's residents could lower the total).
+Caps that cross (a trigger's ``cap`` and a payer's cap, or a trigger's ``cap`` and
+``caps.per_period``) are not monotone in general, under any first-come-first-served
+order: more outcomes early may fill the first cap with amounts the second then refuses (a
+trigger's cap on one pooled amount split in fixed proportions among capped payers is
+harmless: each payer's part still grows with the amount).  Caps per
+period also cross the claim limits: an outcome achieved earlier moves a participant's
+claim into an earlier period, whose cap may already be full.  A payer's own
+amount is monotone in its residents' outcomes only while no cap shared with other payers
+binds (a shared cap is room that one payer's outcomes take from another's), and, for a
+split with remainders, up to the cent a largest-remainder split may move between payers.
 
 Per-participant caps only bind amounts paid for a participant (rate-card events); a
 schedule-based amount is for a cohort or all cohorts.  Caps are the terms in force at the
 determination (:meth:`Contract.at` the end of its period); shares and top-ups are the terms
-in force at the end of the period being paid.  A cap never makes a payment negative by
-itself; a negative row (a schedule-based amount lower than before) frees room under a cap
-as a repayment would.
+in force at the end of the period being paid.
 """
 
 from __future__ import annotations
@@ -47,7 +78,7 @@ import pandas as pd
 from sib_engine.contract import Contract, RateCardTrigger
 from sib_engine.metrics import EvaluationError, lexsort
 from sib_engine.money import allocate, format_money, round_money
-from sib_engine.trace import Trace
+from sib_engine.trace import Trace, cite
 
 STEPS: tuple[tuple[str, str], ...] = (
     ("outcome_units", "outcome cap_units"),
@@ -57,14 +88,15 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("trigger_total", "trigger cap"),
     ("contract_participant", "caps.per_participant"),
     ("contract_period", "caps.per_period"),
-    ("contract_total", "caps.total"),
 )
-"""The caps on rows, in the order they apply (names and how the contract calls them)."""
+"""The caps on rows, in the order they apply (names and how the contract calls them);
+``caps.total`` applies later, to what the payers pay after their own caps."""
 
 CAP_ORDER: tuple[str, ...] = tuple(label for _, label in STEPS) + (
     "rounding",
     "payer split",
     "payer cap",
+    "caps.total",
     "top-up",
     "top-up payer cap",
 )
@@ -88,11 +120,11 @@ class CapLimits:
     clauses: Mapping[tuple[str, object], str] = field(default_factory=dict)
 
     def signature(self) -> tuple[object, ...]:
+        """What the caps on rows (:data:`STEPS`) depend on (``contract_total`` applies later)."""
         return (
             tuple(sorted(self.outcome_units.items())), tuple(sorted(self.outcome_amount.items())),
             tuple(sorted(self.trigger_participant.items())), tuple(sorted(self.trigger_period.items())),
             tuple(sorted(self.trigger_total.items())), self.contract_participant, self.contract_period,
-            self.contract_total,
         )
 
     def limit(self, step: str, key: object) -> object:
@@ -109,41 +141,48 @@ class CapLimits:
 
 
 def cap_limits(terms: Contract, trigger_ids: Sequence[str], outcomes: Mapping[int, tuple[str, ...]]) -> CapLimits:
-    """The caps of ``terms`` indexed like the rows."""
+    """The caps of ``terms`` indexed like the rows, each with its clause (and the amendment
+    that changed it, if any: :func:`sib_engine.trace.cite`)."""
     ou: dict[tuple[int, int], int] = {}
     oa: dict[tuple[int, int], Decimal] = {}
     tp: dict[int, Decimal] = {}
     tper: dict[int, Decimal] = {}
     tt: dict[int, Decimal] = {}
     clauses: dict[tuple[str, object], str] = {}
+
+    def put(step: str, key: object, clause: str | None, path: str) -> None:
+        clauses[(step, key)] = cite(terms, clause, path) or path
+
     for ti, tid in enumerate(trigger_ids):
         t = next((x for x in terms.triggers if x.id == tid), None)
         if t is None:
             continue
         if t.cap is not None:
             tt[ti] = t.cap
-            clauses[("trigger_total", ti)] = t.clause
+            put("trigger_total", ti, t.clause, f"triggers.{tid}.cap")
         if isinstance(t, RateCardTrigger):
             if t.cap_per_participant is not None:
                 tp[ti] = t.cap_per_participant
-                clauses[("trigger_participant", ti)] = t.clause
+                put("trigger_participant", ti, t.clause, f"triggers.{tid}.cap_per_participant")
             if t.cap_per_period is not None:
                 tper[ti] = t.cap_per_period
-                clauses[("trigger_period", ti)] = t.clause
+                put("trigger_period", ti, t.clause, f"triggers.{tid}.cap_per_period")
             for oi, metric in enumerate(outcomes.get(ti, ())):
                 o = next((x for x in t.outcomes if x.metric == metric), None)
                 if o is None:
                     continue
                 if o.cap_units is not None:
                     ou[(ti, oi)] = o.cap_units
-                    clauses[("outcome_units", (ti, oi))] = o.clause or t.clause
+                    put("outcome_units", (ti, oi), o.clause or t.clause, f"triggers.{tid}.outcomes.{metric}.cap_units")
                 if o.cap_amount is not None:
                     oa[(ti, oi)] = o.cap_amount
-                    clauses[("outcome_amount", (ti, oi))] = o.clause or t.clause
+                    put("outcome_amount", (ti, oi), o.clause or t.clause,
+                        f"triggers.{tid}.outcomes.{metric}.cap_amount")
     c = terms.caps
     cc = (c.clause or "caps") if c is not None else "caps"
-    for step in ("contract_participant", "contract_period", "contract_total"):
-        clauses[(step, None)] = cc
+    for step, name in (("contract_participant", "per_participant"), ("contract_period", "per_period"),
+                       ("contract_total", "total")):
+        put(step, None, cc, f"caps.{name}")
     return CapLimits(
         ou, oa, tp, tper, tt,
         c.per_participant if c else None, c.per_period if c else None, c.total if c else None, clauses,
@@ -177,11 +216,11 @@ def select_rows(rows: Rows, mask: np.ndarray) -> Rows:
 
 
 def _capped(amount: np.ndarray, key: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """Running cap per group: what each row can still be paid, first come first served.
+    """Running cap per group: what each row is paid (see :func:`running_cap`).
 
-    With ``S`` the running sum of a group, the running total paid is
-    ``S + min(0, running min of (cap - S))``; the row pays the step of that total.
-    Rows are in the order they consume the caps; groups are given by ``key``.
+    With ``S`` the running sum of a group, the running total paid is ``min(S, cap)``; the
+    row pays the step of that total.  Rows are in the order they consume the caps; groups
+    are given by ``key``.
     """
     if len(amount) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -191,14 +230,7 @@ def _capped(amount: np.ndarray, key: np.ndarray, cap: np.ndarray) -> np.ndarray:
     gidx = np.cumsum(start) - 1
     cs = np.cumsum(a)
     s = cs - (cs - a)[start][gidx]
-    x = c - s
-    span = int(x.max()) - int(x.min()) + 1
-    if span * (int(gidx[-1]) + 1) < 2**62:
-        # the running minimum restarts at each group: later groups are shifted below earlier ones
-        m = np.minimum.accumulate(x - span * gidx) + span * gidx
-    else:  # pragma: no cover - amounts beyond 10**18 minor units
-        m = pd.Series(x).groupby(gidx, sort=False).cummin().to_numpy()
-    paid_total = s + np.minimum(0, m)
+    paid_total = np.minimum(s, c)
     prev = np.r_[0, paid_total[:-1]]
     prev[start] = 0
     out = np.empty(len(a), dtype=np.int64)
@@ -278,7 +310,7 @@ def apply_caps(rows: Rows, limits: CapLimits, scale: int, n_outcomes: int, n_per
                     key = trig
                 if sub.any():
                     amount[sub] = _capped(amount[sub], key[sub], tcap[trig[sub]])
-        elif step in ("contract_participant", "contract_period", "contract_total"):
+        elif step in ("contract_participant", "contract_period"):
             lv = limits.limit(step, None)
             if lv is not None:
                 assert isinstance(lv, Decimal)
@@ -288,7 +320,7 @@ def apply_caps(rows: Rows, limits: CapLimits, scale: int, n_outcomes: int, n_per
                     key = pcode
                 else:
                     sub = np.ones(len(amount), dtype=bool)
-                    key = period if step == "contract_period" else np.zeros(len(amount), dtype=np.int64)
+                    key = period
                 if sub.any():
                     amount[sub] = _capped(amount[sub], key[sub], np.full(int(sub.sum()), c, dtype=np.int64))
         out[f"red_{step}"] = before - amount
@@ -363,7 +395,8 @@ def split_among_payers(
         wsum = sum(weights, Decimal(0))
         return [
             PayerPart(p.party, a, Trace("payer share", f"{p.party} pays {p.share} of {format_money(amount, cur)} = "
-                                        f"{format_money(a, cur)} (largest remainder)", p.clause),
+                                        f"{format_money(a, cur)} (largest remainder)",
+                                        cite(terms, p.clause, f"payers.{p.party}.share")),
                       fraction=w / wsum)
             for p, a, w in zip(primary, parts, weights)
         ]
@@ -396,7 +429,8 @@ def split_among_payers(
         PayerPart(
             p.party, a,
             Trace("payer by residence", f"{p.party} pays for its residents: {_fmt(per_payer[p.party])} of "
-                  f"{_fmt(total_w)} -> {format_money(a, cur)} (largest remainder)", p.clause),
+                  f"{_fmt(total_w)} -> {format_money(a, cur)} (largest remainder)",
+                  cite(terms, p.clause, f"payers.{p.party}.residence")),
             fraction=w / total_w,
         )
         for p, a, w in zip(payers, parts, weights)
@@ -415,16 +449,14 @@ def top_up_amount(primary_paid: Decimal, fraction: Decimal, currency: str) -> tu
 
 
 def running_cap(amounts: Sequence[Decimal], cap: Decimal) -> list[Decimal]:
-    """What each of ``amounts`` (in order) can be paid under a running ``cap``."""
+    """What each of ``amounts`` (in order) is paid under a running ``cap``: after each
+    amount, the total paid is the lesser of the total owed so far and the cap."""
     total = Decimal(0)
     paid_total = Decimal(0)
-    floor = None
     out = []
     for a in amounts:
         total += a
-        room = cap - total
-        floor = room if floor is None else min(floor, room)
-        new_paid = total + min(Decimal(0), floor)
+        new_paid = total + min(Decimal(0), cap - total)  # min(total, cap), in the amounts' decimals
         out.append(new_paid - paid_total)
         paid_total = new_paid
     return out

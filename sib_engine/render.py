@@ -32,24 +32,31 @@ from sib_engine.contract import (
     BlendedBaseline,
     Capital,
     Change,
+    BetaDistribution,
     CohortTrigger,
     ComparisonGroupBaseline,
     Contract,
+    Distribution,
     Effect,
+    EmpiricalDistribution,
     ExpectedDurationBaseline,
     FixedBaseline,
     Gate,
     Guarantee,
     HistoricalBaseline,
+    LognormalDistribution,
     Metric,
+    NormalDistribution,
     Party,
     Payer,
     RateCardOutcome,
     RateCardTrigger,
     Schedule,
     ShareOfSavingsTrigger,
+    Simulation,
     ThresholdTrigger,
     Tranche,
+    TriangularDistribution,
     Trigger,
     WaterfallStep,
 )
@@ -245,6 +252,7 @@ class _Renderer:
         self.value_for_money()
         self.data_quality()
         self.amendments()
+        self.simulation()
         while self.lines and self.lines[-1] == "":
             self.lines.pop()
         return "\n".join(self.lines) + "\n"
@@ -940,7 +948,75 @@ class _Renderer:
         return str(value)
 
 
+    def simulation(self) -> None:
+        sim = self.c.simulation
+        if sim is None:
+            return
+        self.section("Risk simulation assumptions")
+        self.out("Not terms of the deal: what the risk simulation (`sib simulate`) assumes about the world, "
+                 f"by default over {sim.paths:,} simulated worlds with seed {sim.seed}.", "")
+        for a in sim.effects:
+            m = self.metric_or_none(a.metric)
+            rate = m is not None and m.type in ("binary", "event")
+            base = _pct(a.base) if rate else _num(a.base)
+            words = [f"without the programme {base}", f"true effect {_distribution(a.effect, rate)}"]
+            if a.measured_after_months is not None:
+                words.append(f"recorded {a.measured_after_months} months after enrolment")
+            if a.target is not None:
+                words.append(f"target {_pct(a.target) if rate else _num(a.target)}")
+            self.out(f"- {self.metric_name(a.metric)}: " + "; ".join(words))
+        self.gap()
+        facts = [f"Enrolment: {_distribution(sim.enrolment.fraction, True)} of each cohort's target size "
+                 f"(cohorts without one: {sim.enrolment.default_size})"]
+        if sim.enrolment.comparison_ratio != 1:
+            facts.append(f"comparison groups of {_num(sim.enrolment.comparison_ratio)} per participant")
+        if sim.attrition is not None:
+            facts.append(f"attrition {_distribution(sim.attrition, True)}")
+        if sim.delay_months is not None:
+            facts.append(f"start delay {_distribution(sim.delay_months, False)} months")
+        if sim.baseline_drift is not None:
+            facts.append(f"drift of the counterfactual {_distribution(sim.baseline_drift, False)} a year")
+        if sim.appropriation_risk:
+            facts.append(f"a payer fails to budget a payment with probability {_pct(sim.appropriation_risk)}")
+        if not sim.sampling_noise:
+            facts.append("no sampling noise (the evaluator sees the expected outcomes)")
+        self.out("; ".join(facts) + ".")
+        if sim.correlation:
+            self.gap()
+            self.out("Correlation of the effects (Gaussian copula):", "")
+            names = [a.metric for a in sim.effects]
+            self.out(*_table([""] + names, [[n] + [_num(x) for x in row] for n, row in zip(names, sim.correlation)]))
+        if sim.note:
+            self.gap()
+            self.out(sim.note.strip())
+
+
 # ---------------------------------------------------------------------------- pure ---
+
+
+def _distribution(d: Distribution, pct: bool) -> str:
+    """A distribution in words; values as percentages when ``pct``."""
+    def v(x: Decimal) -> str:
+        return _pct(x) if pct else _num(x)
+
+    if isinstance(d, NormalDistribution):
+        out = f"normal with mean {v(d.mean)} and sd {v(d.sd)}"
+        if d.low is not None or d.high is not None:
+            out += f", kept within {v(d.low) if d.low is not None else '-inf'} to {v(d.high) if d.high is not None else 'inf'}"
+        return out
+    if isinstance(d, BetaDistribution):
+        return f"beta({_num(d.a)}, {_num(d.b)}) on {v(d.low)} to {v(d.high)}"
+    if isinstance(d, TriangularDistribution):
+        return f"triangular from {v(d.low)} to {v(d.high)}, most likely {v(d.mode)}"
+    if isinstance(d, LognormalDistribution):
+        shift = f", shifted by {v(d.shift)}" if d.shift else ""
+        return f"lognormal with mean {v(d.mean)} and sd {v(d.sd)}{shift}"
+    if isinstance(d, EmpiricalDistribution):
+        if d.weights:
+            total = sum(d.weights, Decimal(0))
+            return "one of " + ", ".join(f"{v(x)} ({_pct(w / total)})" for x, w in zip(d.values, d.weights))
+        return "one of " + ", ".join(v(x) for x in d.values) + " (equally likely)"
+    return f"fixed at {v(d.value)}"
 
 
 def _range(lo: Decimal | int | None, hi: Decimal | int | None, unit: str) -> str:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from sib_engine.contract import Contract
 from sib_engine.money import format_money
+from sib_engine.risk import SimulationResult, simulation_json
 from sib_engine.returns import ReturnsResult, funder_returns
 from sib_engine.value_for_money import ValueForMoneyResult, value_for_money
 from sib_engine.waterfall import (
@@ -714,3 +715,109 @@ def write_report(
     diagram = out / "money_flows.svg"
     flow_diagram(wf).savefig(diagram, format="svg")
     return ReportPaths(out, tuple(muni_html), tuple(muni_xlsx), inv_html, inv_xlsx, diagram)
+
+
+# --------------------------------------------------------------------- risk page ---
+
+
+@dataclass(frozen=True)
+class RiskReportPaths:
+    """Where :func:`write_risk_report` put each file."""
+
+    directory: Path
+    html: Path
+    json: Path
+
+
+def _float_table(frame: "pd.DataFrame", fmt: Mapping[str, str]) -> dict[str, Any]:
+    """A frame of floats as a template table: each column formatted by ``fmt`` (``money``,
+    ``pct``, ``x`` or ``num``), missing values blank."""
+    rows = []
+    for rec in frame.to_dict("records"):
+        row = []
+        for col in frame.columns:
+            v = rec[col]
+            kind = fmt.get(str(col), "text")
+            if v is None or (isinstance(v, float) and v != v):
+                row.append({"text": "", "num": kind != "text"})
+            elif kind == "money":
+                row.append({"text": f"{v:,.0f}", "num": True})
+            elif kind == "pct":
+                row.append({"text": f"{v:.1%}", "num": True})
+            elif kind == "x":
+                row.append({"text": f"{v:.2f}", "num": True})
+            elif kind == "num":
+                row.append({"text": f"{v:.4g}", "num": True})
+            else:
+                row.append({"text": str(v), "num": False})
+        rows.append(row)
+    header = [{"text": str(c).replace("_", " "), "num": fmt.get(str(c), "text") != "text"} for c in frame.columns]
+    return {"header": header, "rows": rows}
+
+
+def render_risk(result: SimulationResult, *, figures: bool = True) -> str:
+    """The risk page of a simulation as one self-contained HTML page: the return
+    distribution, the payment curve, the tornado, every figure and the assumptions."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    cur = result.currency
+    d = result.data
+    ff = result.funders_frame()
+    funders = ff.drop(columns=["name"])
+    curve = result.curve if result.curve is not None else result.payment_curve()
+    tornado = result.tornado()
+    summ = result.summary()
+    summ_rows = []
+    for rec in summ.to_dict("records"):
+        v, unit = rec["value"], str(rec["unit"])
+        if v is None or (isinstance(v, float) and v != v):
+            text = "n/a"
+        elif unit in ("probability", "per year", "share of the downside"):
+            text = f"{v:.2%}"
+        elif unit == "x":
+            text = f"{v:.2f}"
+        elif unit == cur:
+            text = f"{v:,.0f}"
+        else:
+            text = f"{v:.4g}"
+        summ_rows.append({"measure": rec["measure"], "value": text, "unit": unit})
+
+    def money(v: float) -> str:
+        return f"{cur} {v:,.0f}"
+
+    html_text: str = _environment().get_template("risk.html.j2").render(
+        r=result, version=_version(), generated=date.today().isoformat(), money=money,
+        mean_paid=float(d.paid.mean()), p5=float(np.quantile(d.paid, 0.05)), p95=float(np.quantile(d.paid, 0.95)),
+        risk_transfer=result.risk_transfer, p_zero=result.p_pay_if_no_effect, p_target=result.p_no_pay_at_target,
+        break_even=result.break_even_effect, metric=curve.attrs.get("metric", result.effects[0] if result.effects else ""),
+        funders=_float_table(funders, {"invested": "money", "irr_p5": "pct", "irr_p50": "pct", "irr_p95": "pct",
+                                       "irr_mean": "pct", "irr_missing": "pct", "multiple_mean": "x", "p_loss": "pct",
+                                       "expected_loss": "money", "var_5": "money", "es_5": "money"}),
+        curve=_float_table(curve, {c: ("pct" if c.startswith(("p_", "irr_")) else "money" if c != "effect" else "num")
+                                   for c in curve.columns}),
+        tornado=_float_table(tornado, dict.fromkeys(("output_low", "output_high", "base", "swing"),
+                                                    "money" if tornado.attrs.get("output") == "paid" else "num")),
+        summary=_table(pd.DataFrame(summ_rows), cur),
+        assumptions=json.dumps(result.assumptions, indent=2),
+        returns_png=_png(result.plot_returns()) if figures else None,
+        curve_png=_png(result.plot_payment_curve()) if figures else None,
+        tornado_png=_png(result.plot_tornado()) if figures else None,
+    )
+    return html_text
+
+
+def write_risk_report(result: SimulationResult, out_dir: str | Path, *, figures: bool = True) -> RiskReportPaths:
+    """Write the risk page of a simulation (``risk.html``) and its figures as JSON
+    (``risk.json``, the shape of ``sib simulate --json``) to ``out_dir``."""
+    import json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "risk.html"
+    page.write_text(render_risk(result, figures=figures), encoding="utf-8")
+    data = out / "risk.json"
+    data.write_text(json.dumps(simulation_json(result), indent=2, allow_nan=False), encoding="utf-8")
+    return RiskReportPaths(out, page, data)

@@ -9,6 +9,27 @@ with the treatment group doing better); and outcome events and measurements per 
 that respect prerequisites, attribution windows, claim limits and the term.  Rates are
 plausible for employment and training programmes, not estimates of any real deal.
 
+**Counts and durations** (``count``, ``duration``) are one record per participant, dated
+at the end of what they measure: the metric's attribution window (``window_months``, else
+12 months) or, for a metric an expected-duration baseline reads, the end of its horizon
+(the day ``horizon_days`` after enrolment, inclusive: see :mod:`sib_engine.metrics`),
+whichever comes first.  Their size follows the contract: without the programme (the
+comparison group), a participant's mean is
+
+1. the expected days of the participant's row of an expected-duration baseline's table;
+2. else the value of a ``fixed`` or ``historical`` baseline of the metric (with the
+   historical ``sd``, when given, for the spread);
+3. else :data:`MAX_SHARE` of the metric's ``max_value``;
+4. else, for a metric counted in units of time (its ``unit`` names days, weeks, months,
+   quarters or years, e.g. bed days or quarters employed), :data:`TIME_SHARE` of the
+   measurement window in that unit;
+5. else :data:`DEFAULT_COUNT`.
+
+The treatment group's mean is that divided by :data:`UPLIFT` (counts where lower is
+better) or multiplied by it.  Values are overdispersed counts (gamma-Poisson with shape
+:data:`DISPERSION`, or the shape the historical ``sd`` implies), never above the
+``max_value`` nor, for time units, the window's length.
+
 Same contract, same seed, same options: the same frame, row for row.
 
 >>> from sib_engine.loader import EXAMPLE, parse_contract
@@ -24,7 +45,16 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from sib_engine.contract import ComparisonGroupBaseline, Contract, Metric
+import re
+
+from sib_engine.contract import (
+    ComparisonGroupBaseline,
+    Contract,
+    ExpectedDurationBaseline,
+    FixedBaseline,
+    HistoricalBaseline,
+    Metric,
+)
 from sib_engine.measured import (
     ENROLMENT,
     TREATMENT,
@@ -46,6 +76,17 @@ REPEAT_RATE = 0.25
 UPLIFT = 1.3
 """Treatment rates are this many times the comparison group's (counts: 1/UPLIFT where lower
 is better)."""
+MAX_SHARE = 0.45
+"""A count or duration with a ``max_value`` and no baseline to scale it: this share of it."""
+TIME_SHARE = 0.5
+"""A count of units of time with no baseline or maximum to scale it (bed days, quarters
+employed): this share of the measurement window."""
+DEFAULT_COUNT = 3.0
+"""Any other count with nothing to scale it: this many per participant."""
+DISPERSION = 4.0
+"""Shape of the gamma mixing the Poisson counts (variance ``m + m**2 / shape``)."""
+DAYS_PER: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4, "year": 365.25}
+"""Days per unit of time, for a count whose unit names one."""
 
 
 def _days(d: date) -> np.datetime64:
@@ -142,7 +183,9 @@ def synthesise(
                 limit_end = term_end if window_end is None else np.minimum(window_end, term_end)
                 if m.id in pre:
                     dates = enrol - rng.integers(20, 60, n).astype("timedelta64[D]")
-                    values = _measure(m, rng, n, treated=False)
+                    measured = np.full(n, 365.0)  # a year before enrolment
+                    mean, shape = _scale(c, m, enr["age"], enr["prior_months"], measured)
+                    values = _measure(m, rng, n, treated=False, mean=mean, shape=shape, span=measured)
                     out_parts.append(_rows(ids, m.id, dates, values, np.ones(n, bool)))
                     continue
                 if m.type == "event":
@@ -178,8 +221,13 @@ def synthesise(
                     dates = _add_months(enrol, months)
                     if window_end is not None:
                         dates = np.minimum(dates, window_end)
+                    h_days = _horizon(c, m)
+                    if h_days is not None:  # dated at the end of the horizon it is measured over
+                        dates = np.minimum(dates, enrol + np.timedelta64(h_days, "D"))
                     ok = dates <= term_end
-                    values = _measure(m, rng, n, treated=treated)
+                    measured = (dates - enrol).astype(np.int64).astype("float64")
+                    mean, shape = _scale(c, m, enr["age"], enr["prior_months"], measured)
+                    values = _measure(m, rng, n, treated=treated, mean=mean, shape=shape, span=measured)
                     out_parts.append(_rows(ids, m.id, dates, values, ok))
 
     frame = pd.concat(enrol_parts + out_parts, ignore_index=True)
@@ -212,8 +260,54 @@ def _rows(ids: np.ndarray, metric: str, dates: np.ndarray, values: np.ndarray, k
     })
 
 
-def _measure(m: Metric, rng: np.random.Generator, n: int, *, treated: bool) -> np.ndarray:
-    """Plausible values of a non-event metric; the treatment group does better."""
+def _horizon(c: Contract, m: Metric) -> int | None:
+    """The shortest horizon of the expected-duration baselines reading ``m``, if any."""
+    hs = [b.horizon_days for b in c.baselines if isinstance(b, ExpectedDurationBaseline) and b.metric == m.id]
+    return min(hs) if hs else None
+
+
+def _time_unit(m: Metric) -> float | None:
+    """Days per unit of the metric's ``unit`` when it names a unit of time, else None."""
+    for word, days in DAYS_PER.items():
+        if re.search(rf"\b{word}s?\b", m.unit or "", flags=re.IGNORECASE):
+            return days
+    return None
+
+
+def _scale(c: Contract, m: Metric, age: np.ndarray, prior: np.ndarray,
+           span: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per participant, the mean of a count or duration without the programme, and the
+    gamma shape of its spread (see the module docstring); ``span``: days measured."""
+    n = len(span)
+    shape = DISPERSION
+    for b in c.baselines:
+        if isinstance(b, ExpectedDurationBaseline) and b.metric == m.id:
+            out = np.full(n, np.nan)
+            for row in b.table:
+                hit = (age >= row.age_min) & (age <= row.age_max) & (prior >= row.prior_months_min) & (
+                    prior <= row.prior_months_max)
+                out[hit & np.isnan(out)] = float(row.expected_days)
+            return np.where(np.isnan(out), float(np.nanmean(out)) if not np.isnan(out).all() else 0.0, out), shape
+    for b in c.baselines:
+        if isinstance(b, (FixedBaseline, HistoricalBaseline)) and b.metric == m.id:
+            mean = float(b.value)
+            sd = float(b.sd) if isinstance(b, HistoricalBaseline) and b.sd is not None else None
+            if sd is not None and sd * sd > mean > 0:
+                shape = mean * mean / (sd * sd - mean)
+            return np.full(n, mean), shape
+    if m.max_value is not None:
+        return np.full(n, float(m.max_value) * MAX_SHARE), shape
+    unit = _time_unit(m)
+    if unit is not None:
+        return TIME_SHARE * span / unit, shape
+    return np.full(n, DEFAULT_COUNT), shape
+
+
+def _measure(m: Metric, rng: np.random.Generator, n: int, *, treated: bool, mean: np.ndarray | None = None,
+             shape: float = DISPERSION, span: np.ndarray | None = None) -> np.ndarray:
+    """Plausible values of a non-event metric; the treatment group does better.  A count or
+    duration draws around ``mean`` (per participant, without the programme) with gamma
+    shape ``shape``; it never exceeds ``span`` (days measured) in its unit of time."""
     lo = float(m.min_value) if m.min_value is not None else None
     hi = float(m.max_value) if m.max_value is not None else None
     better_high = m.better == "higher"
@@ -222,10 +316,14 @@ def _measure(m: Metric, rng: np.random.Generator, n: int, *, treated: bool) -> n
         p = p / UPLIFT if treated and not better_high else p
         return (rng.random(n) < min(p, 0.95)).astype("float64")
     if m.type in ("count", "duration"):
-        base = hi * 0.45 if hi is not None else (180.0 if m.type == "duration" else 3.0)
+        base = np.full(n, DEFAULT_COUNT) if mean is None else np.asarray(mean, dtype="float64")
         if treated:
             base = base / UPLIFT if not better_high else base * UPLIFT
-        v = rng.poisson(base, n).astype("float64")
+        rate = rng.gamma(shape, np.maximum(base, 0.0) / shape)
+        v = rng.poisson(rate).astype("float64")
+        unit = _time_unit(m)
+        if unit is not None and span is not None:
+            v = np.minimum(v, np.floor(span / unit))
     else:
         mid = (lo + hi) / 2 if lo is not None and hi is not None else (lo or 0.0) + 25.0
         sd = (hi - lo) / 8 if lo is not None and hi is not None else 3.0
@@ -237,4 +335,4 @@ def _measure(m: Metric, rng: np.random.Generator, n: int, *, treated: bool) -> n
         v = np.minimum(v, hi)
     if m.type != "continuous":
         v = np.maximum(v, 0.0)
-    return v
+    return np.asarray(v, dtype="float64")

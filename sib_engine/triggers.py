@@ -68,7 +68,7 @@ from sib_engine.contract import (
 )
 from sib_engine.metrics import TREATMENT, MeasuredData, day_of
 from sib_engine.money import format_money, round_money
-from sib_engine.trace import Trace
+from sib_engine.trace import Trace, cite, cite_if_amended
 
 ZERO = Decimal(0)
 NEVER = np.iinfo(np.int64).max
@@ -204,14 +204,23 @@ def _rounded(raw: Decimal, currency: str) -> tuple[Decimal, Trace]:
     return r, Trace("rounding", f"{raw:f} -> {r:f} (half away from zero, to the minor unit)")
 
 
+def _amended(tr: Trace, t: Trigger, ctx: Context, *parts: str) -> Trace:
+    """``tr`` citing the amendment that changed the trigger's ``parts``, if one did."""
+    by = cite_if_amended(ctx.terms, t.clause, *(f"triggers.{t.id}.{p}" for p in parts))
+    return tr if by is None else Trace(tr.label, tr.value, by, tr.children)
+
+
 def _amount(
     t: Trigger, scope: str, raw: Decimal, units: Decimal | None, members: np.ndarray,
     parts: list[Trace], ctx: Context, eff: EffectResult | None,
 ) -> ScopeAmount:
     amt, rtrace = _rounded(raw, ctx.currency)
-    tr = Trace(f"{t.id} ({scope}) at {ctx.determination}", format_money(amt, ctx.currency), t.clause,
+    clause = cite(ctx.terms, t.clause, f"triggers.{t.id}") or t.clause
+    if eff is not None and parts and parts[0].label.startswith("effect:"):
+        parts = [_amended(parts[0], t, ctx, "effect")] + parts[1:]
+    tr = Trace(f"{t.id} ({scope}) at {ctx.determination}", format_money(amt, ctx.currency), clause,
                tuple(parts) + (rtrace,))
-    return ScopeAmount(t.id, scope, amt, raw, units, members, tr, t.clause, eff)
+    return ScopeAmount(t.id, scope, amt, raw, units, members, tr, clause, eff)
 
 
 def _threshold(t: Trigger, ctx: Context) -> RuleResult:
@@ -223,7 +232,8 @@ def _threshold(t: Trigger, ctx: Context) -> RuleResult:
         eff = compute_effect(t.effect, ctx.terms, sc)
         value, st = schedule_value(t.schedule, eff.paid_effect)
         raw, units, pt = _pays(t.pays, value, eff, eff.n, None, ctx.currency)
-        out.append(_amount(t, label, raw, units, _members(sc), [eff.trace(), st, pt], ctx, eff))
+        parts = [eff.trace(), _amended(st, t, ctx, "schedule"), _amended(pt, t, ctx, "pays")]
+        out.append(_amount(t, label, raw, units, _members(sc), parts, ctx, eff))
     return RuleResult(tuple(out))
 
 
@@ -237,7 +247,8 @@ def _cohort(t: Trigger, ctx: Context) -> RuleResult:
         eff = compute_effect(t.effect, ctx.terms, sc)
         value, st = schedule_value(t.per_cohort.schedule, eff.paid_effect)
         raw, units, pt = _pays(t.per_cohort.pays, value, eff, eff.n, None, ctx.currency)
-        a = _amount(t, label, raw, units, _members(sc), [eff.trace(), st, pt], ctx, eff)
+        parts = [eff.trace(), _amended(st, t, ctx, "per_cohort"), pt]
+        a = _amount(t, label, raw, units, _members(sc), parts, ctx, eff)
         out.append(a)
         if a.amount <= 0:
             untriggered.append(c)
@@ -250,7 +261,7 @@ def _cohort(t: Trigger, ctx: Context) -> RuleResult:
         rest = ctx.scope(untriggered, "cohorts without their own payment")
         members = _members(rest)
         n_rest = len(members)
-        parts = [eff.trace(), st]
+        parts = [eff.trace(), _amended(st, t, ctx, "pooled_fallback")]
         if not untriggered:
             raw, units = ZERO, None
             parts.append(Trace("pays", "every cohort triggered its own payment: the fallback pays nothing"))
@@ -294,8 +305,9 @@ def _share_of_savings(t: Trigger, ctx: Context) -> RuleResult:
     parts = [
         eff.trace(),
         Trace("units avoided", f"{_e(units)} ({show(eff.absolute)} per participant x {eff.n}, never below 0)"),
-        Trace("share", why),
-        Trace("pays", f"{share} x {_e(units)} unit(s) x {t.unit_cost} unit cost = {_e(raw)}"),
+        _amended(Trace("share", why), t, ctx, "share", "share_steps"),
+        _amended(Trace("pays", f"{share} x {_e(units)} unit(s) x {t.unit_cost} unit cost = {_e(raw)}"),
+                 t, ctx, "unit_cost"),
     ]
     return RuleResult((_amount(t, "pooled", raw, units, _members(sc), parts, ctx, eff),))
 
@@ -305,15 +317,17 @@ def _banded(t: Trigger, ctx: Context) -> RuleResult:
     sc = ctx.scope(list(ctx.cohorts), "pooled")
     eff = compute_effect(t.effect, ctx.terms, sc)
     rate, st = schedule_value(t.bands, eff.paid_effect)
-    parts = [eff.trace(), st]
+    parts = [_amended(eff.trace(), t, ctx, "effect"), _amended(st, t, ctx, "bands")]
     mc = t.minimum_coupon
     if mc is not None and ctx.period_end <= mc.until and rate < mc.rate:
         parts.append(Trace("minimum coupon", f"{rate} raised to {mc.rate} (until {mc.until})"))
         rate = mc.rate
     for cp in t.capital_protection:
         parts.append(Trace("capital protection", f"{cp.fraction} of capital returned if redeemed by {cp.redeemed_by}"))
-    tr = Trace(f"{t.id}: return rate for {', '.join(t.tranches)} at {ctx.determination}", f"{rate}", t.clause, tuple(parts))
-    return RuleResult(rates=(RateDetermination(ctx.determination, t.id, t.tranches, rate, eff, tr, t.clause),))
+    clause = cite(ctx.terms, t.clause, f"triggers.{t.id}") or t.clause
+    tr = Trace(f"{t.id}: return rate for {', '.join(t.tranches)} at {ctx.determination}", f"{rate}", clause,
+               tuple(parts))
+    return RuleResult(rates=(RateDetermination(ctx.determination, t.id, t.tranches, rate, eff, tr, clause),))
 
 
 def _rate_card(t: Trigger, ctx: Context) -> RuleResult:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ import pandas as pd
 from sib_engine import measured
 from sib_engine.contract import CHECK_CODES, Contract
 from sib_engine.errors import SibError
-from sib_engine.measured import ENROLMENT, TREATMENT, Check, Failures
+from sib_engine.measured import TREATMENT, Check, Failures
 from sib_engine.outcome_io import RawOutcomes, read_outcomes
 from sib_engine.privacy import PseudonymKey
 
@@ -108,17 +108,32 @@ class _Gx:
         """Check id -> index labels of the rows of ``frame`` failing it (``frame`` has a
         unique index).  Raises GreatExpectationsError if any expectation raised inside
         great-expectations."""
+        return self.failing_rows(self.validate(self.batch(frame), self.suite(checks)), checks)
+
+    def suite(self, checks: tuple[Check, ...]) -> Any:
+        """The expectation suite of ``checks``."""
         self.counter += 1
-        suite = self.gx.ExpectationSuite(
+        return self.gx.ExpectationSuite(
             name=f"sib-measured-data-{self.counter}",
             expectations=[self.expectation(c) for c in checks],
         )
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite, result_format={
+
+    def batch(self, frame: pd.DataFrame) -> Any:
+        """A batch of ``frame`` (great-expectations fingerprints the frame here)."""
+        return self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+
+    @staticmethod
+    def validate(batch: Any, suite: Any) -> Any:
+        """``batch.validate``: the time spent here is great-expectations' own."""
+        return batch.validate(suite, result_format={
             "result_format": "COMPLETE",
             "partial_unexpected_count": 0,
             "return_unexpected_index_query": False,
         })
+
+    @staticmethod
+    def failing_rows(result: Any, checks: tuple[Check, ...]) -> dict[str, np.ndarray]:
+        """Check id -> index labels of the failing rows, from the result of :meth:`validate`."""
         out: dict[str, np.ndarray] = {}
         for r in result.results:
             config = r.expectation_config
@@ -129,7 +144,7 @@ class _Gx:
             count = res.get("unexpected_count")
             if idx is None or count is None:
                 raise GreatExpectationsError(f"check '{cid}': great-expectations returned no row list")
-            rows = np.asarray([i if isinstance(i, (int, np.integer)) else i["index"] for i in idx], dtype=np.int64)
+            rows = _labels(idx)
             if rows.size != count:
                 raise GreatExpectationsError(
                     f"check '{cid}': {count} rows failed but {rows.size} were listed")
@@ -138,6 +153,14 @@ class _Gx:
         if missing:
             raise GreatExpectationsError(f"great-expectations returned no result for {sorted(missing)}")
         return out
+
+
+def _labels(idx: list[Any]) -> np.ndarray:
+    """The index labels in ``unexpected_index_list`` (plain labels, or dicts with ``index``)."""
+    try:
+        return np.fromiter(idx, dtype=np.int64, count=len(idx))
+    except (TypeError, ValueError):
+        return np.asarray([i if isinstance(i, (int, np.integer)) else i["index"] for i in idx], dtype=np.int64)
 
 
 def _raise_on_exception(check_id: str, info: Any) -> None:
@@ -197,7 +220,11 @@ class ValidationResult:
     """Fingerprint of the pseudonymisation key."""
     sources: tuple[str, ...]
     timings: Mapping[str, float] = field(default_factory=dict)
-    """Seconds: ``total``, ``great_expectations`` (inside ``batch.validate``), ``overhead``."""
+    """Seconds: ``total``, ``great_expectations`` (only inside ``batch.validate``: building
+    the suite, ``get_batch`` and reading the results back are ours), ``overhead`` (the
+    rest), and ``step_<stage>`` for each stage (``parse``, ``pseudonymise``, ``derive``,
+    ``compact``, ``gx_batch``, ``great_expectations``, ``gx_results``, ``map_failures``,
+    ``restatements``, ``assemble``, ...)."""
 
     @property
     def n_accepted(self) -> int:
@@ -388,20 +415,21 @@ def validate(
             typed[name] = pd.Series(pd.NA, index=typed.index, dtype="str")
 
     mark("parse")
-    # 4. pseudonyms
-    codes, uniques = pd.factorize(typed["participant_id"], use_na_sentinel=True)
+    # 4. pseudonyms: each distinct identifier is hashed once
+    codes, uniques = _participants(typed["participant_id"])
+    pseudonym = measured.categorical(codes, _pseudonym_index(key, uniques), typed.index)
     pid = codes.astype(np.int64)
-    names = pd.Index(key.pseudonyms(pd.Series(uniques).astype("str").tolist()), dtype="str")
-    pseudonym = pd.Series(pd.Categorical.from_codes(pid, categories=names), index=typed.index)
+    del codes
 
     mark("pseudonymise")
     # 5. the checks generated from the contract, run by great-expectations
-    links = measured.link(typed, pid)
-    cf = measured.check_frame(contract, typed, pid, links)
-    is_enr = (typed["metric"] == ENROLMENT).fillna(False).to_numpy(dtype=bool)
-    cf["is_enrolment"] = pd.Series(is_enr, index=typed.index)
-    cf["is_outcome"] = pd.Series(typed["metric"].notna().to_numpy(dtype=bool) & ~is_enr, index=typed.index)
+    is_enr = measured.enrolment_rows(typed["metric"])
+    links = measured.link(typed, pid, is_enr)
     checks = measured.plan_checks(contract)
+    cf = measured.check_frame(contract, typed, pid, links, is_enr, {col for c in checks for col in c.columns})
+    cf["is_enrolment"] = pd.Series(is_enr, index=typed.index, copy=False)
+    cf["is_outcome"] = pd.Series(typed["metric"].notna().to_numpy(dtype=bool) & ~is_enr, index=typed.index,
+                                 copy=False)
     for c in checks:
         for col in c.columns:
             if col not in cf:
@@ -414,11 +442,15 @@ def validate(
         if not group or not n or (mask is not None and not mask.any()):
             continue
         mark("derive")
-        sub = _compact(cf, group, mask)
+        sub = _compact(cf, group, n, None if mask is None else np.flatnonzero(mask))
         mark("compact")
-        found = gx.run(sub, group)
+        suite, batch = gx.suite(group), gx.batch(sub)
+        mark("gx_batch")
+        result = gx.validate(batch, suite)
         mark("great_expectations")
-        failing.update(found)
+        failing.update(gx.failing_rows(result, group))
+        del result, batch, sub
+        mark("gx_results")
     for c in checks:
         engine_of[c.id] = "great_expectations"
         check_rows.append({"check": c.id, "code": c.code, "engine": "great_expectations",
@@ -429,7 +461,7 @@ def validate(
         if not rows.size:
             continue
         report = c.report
-        shown = typed[report].iloc[rows] if report in typed else cf[c.columns[0]].iloc[rows]
+        shown = typed[report].iloc[rows] if report in typed else _at(cf[c.columns[0]], rows)
         if report == "participant_id":
             shown = pseudonym.iloc[rows]
         failures.add(rows, report, shown, c.id, c.code, _messages(c, cf, rows, shown))
@@ -542,20 +574,73 @@ def validate(
     )
 
 
-def _compact(cf: Mapping[str, pd.Series], checks: tuple[Check, ...], mask: np.ndarray | None) -> pd.DataFrame:
+def _participants(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Per row, an integer code of the participant (-1: none), and the distinct
+    identifiers in order of first appearance (as ``pd.factorize`` gives them)."""
+    codes, cats = measured.codes_of(ids)
+    renumbered = measured.first_appearance(codes, len(cats))
+    if renumbered is not None:
+        codes, order = renumbered
+        cats = cats.take(order)
+    return codes, cats
+
+
+def _utf8(texts: pd.Index) -> Iterator[bytes]:
+    """The UTF-8 bytes of each of ``texts``, a chunk of texts at a time (so that no
+    Python object per text is kept for long)."""
+    step = 8192
+    for start in range(0, len(texts), step):
+        yield from map(str.encode, texts[start:start + step].astype("str").tolist())
+
+
+def _pseudonym_index(key: PseudonymKey, identifiers: pd.Index) -> pd.Index:
+    """The pseudonyms of distinct ``identifiers``, in order, as a text index (Arrow-backed,
+    built straight on the bytes :meth:`PseudonymKey.pseudonym_array` returns)."""
+    import pyarrow as pa
+
+    names = key.pseudonym_array(_utf8(identifiers), distinct=True)
+    width = names.dtype.itemsize
+    offsets = np.arange(0, (names.size + 1) * width, width, dtype=np.int64)
+    arr = pa.Array.from_buffers(pa.large_string(), names.size, [None, pa.py_buffer(offsets), pa.py_buffer(names)])
+    return pd.Index(arr, dtype="str")
+
+
+def _compact(cf: Mapping[str, pd.Series], checks: tuple[Check, ...], n: int, rows: np.ndarray | None) -> pd.DataFrame:
     """The narrow frame great-expectations checks: only the columns ``checks`` read, only
-    the rows they apply to (index: positions in the submission), text as categories and
-    presence-only columns as 1/NaN, so that its per-expectation copies stay cheap."""
+    the ``rows`` they apply to (index: positions in the submission; ``None``: all ``n``
+    rows), text as categories and presence-only columns (``*_text``) as a one-category
+    categorical, so that its per-expectation copies stay cheap.  A column already holding
+    just those rows is used as it is."""
     cols = list(dict.fromkeys(col for c in checks for col in c.columns))
+    index = pd.RangeIndex(n) if rows is None else pd.Index(rows)
     out: dict[str, Any] = {}
     for col in cols:
-        s = cf[col] if mask is None else cf[col][mask]
+        s = cf[col]
+        if col.endswith("_text") and isinstance(s.index, pd.RangeIndex):
+            present = s.notna().to_numpy()
+            out[col] = measured.presence(present if rows is None else present[rows])
+            continue
+        values = _on_rows(s, rows, index)
         if col.endswith("_text"):
-            s = pd.Series(np.where(s.notna().to_numpy(), 1.0, np.nan), index=s.index)
-        elif s.dtype == "str" or s.dtype == object:
-            s = s.astype("category")
-        out[col] = s
-    return pd.DataFrame(out)
+            values = measured.presence(np.asarray(pd.notna(values)))
+        elif values.dtype == "str" or values.dtype == object:
+            values = pd.Categorical(values)
+        out[col] = values
+    return pd.DataFrame(out, index=index, copy=False)
+
+
+def _on_rows(s: pd.Series, rows: np.ndarray | None, index: pd.Index) -> Any:
+    """The values of check-frame column ``s`` on ``rows`` (``None``: every row), as an array."""
+    if isinstance(s.index, pd.RangeIndex):
+        return s.array if rows is None else s.array.take(rows)
+    if rows is not None and len(s) == rows.size and np.array_equal(s.index.to_numpy(), rows):
+        return s.array
+    return s.reindex(index).array  # a column holding other rows: empty on the rows it lacks
+
+
+def _at(s: pd.Series, rows: np.ndarray) -> pd.Series:
+    """The values of check-frame column ``s`` at positions ``rows`` (empty where it holds none)."""
+    return s.iloc[rows] if isinstance(s.index, pd.RangeIndex) else s.reindex(rows)
 
 
 def _messages(check: Check, cf: Mapping[str, pd.Series], rows: np.ndarray, shown: pd.Series) -> pd.Series:
@@ -567,7 +652,7 @@ def _messages(check: Check, cf: Mapping[str, pd.Series], rows: np.ndarray, shown
     if "{other}" in check.message:
         other_col = _OTHER.get(check.id)
         if other_col is not None:
-            other = measured._show(cf[other_col].iloc[rows].reset_index(drop=True))
+            other = measured._show(_at(cf[other_col], rows).reset_index(drop=True))
             other = other.where(other != measured.NEVER.strftime("%Y-%m-%d"), "never")
             pieces = msg.str.split("{other}", n=1, regex=False)
             msg = pieces.str[0] + other + pieces.str[1]
@@ -588,10 +673,11 @@ _OTHER = {
 
 def _flags(fails: pd.DataFrame, positions: np.ndarray, n: int) -> pd.Series:
     warn = fails[(fails["severity"] == "warning") & fails["row"].notna()]
+    if not len(warn):
+        return pd.Series("", index=pd.RangeIndex(len(positions)), dtype="str")
     out = pd.Series("", index=pd.RangeIndex(n), dtype="str")
-    if len(warn):
-        g = warn.drop_duplicates(["row", "code"]).groupby(warn["row"].astype("int64") - 1)["code"].agg(";".join)
-        out.loc[g.index] = g.to_numpy()
+    g = warn.drop_duplicates(["row", "code"]).groupby(warn["row"].astype("int64") - 1)["code"].agg(";".join)
+    out.loc[g.index] = g.to_numpy()
     return out.iloc[positions].reset_index(drop=True)
 
 
@@ -600,29 +686,47 @@ def _accepted(
     fails: pd.DataFrame, is_enr: np.ndarray,
 ) -> pd.DataFrame:
     pos = np.flatnonzero(~critical)
+    every = pos.size == len(critical)  # nothing quarantined: the columns are taken whole
     n = len(typed)
-    er = links.enrolment_row
-    src = np.where(er >= 0, er, np.arange(n))[pos]
+    src: np.ndarray | None = None
+
+    def take(col: pd.Series, rows: np.ndarray | None) -> pd.Series:
+        return col.reset_index(drop=True) if rows is None else col.iloc[rows].reset_index(drop=True)
+
     cols: dict[str, Any] = {}
     for name in measured.COLUMN_NAMES:
         if name == "participant_id":
-            cols[name] = pseudonym.iloc[pos].reset_index(drop=True)
+            cols[name] = take(pseudonym, None if every else pos)
             continue
         if name not in typed:
             if name == "group":
                 cols[name] = pd.Series(TREATMENT, index=range(len(pos)), dtype="str")
             continue
-        own = typed[name].iloc[pos].reset_index(drop=True)
+        col = typed[name]
         if name in ("cohort", "group", "municipality", "age", "prior_months"):
-            inherited = typed[name].iloc[src].reset_index(drop=True)
-            own = own.where(own.notna(), inherited)
+            # the row's own value, else (outcome rows) its enrolment row's: one take
+            missing = col.isna().to_numpy(dtype=bool)
+            if not missing.any() or missing.all():
+                own = take(col, None if every else pos)
+            else:
+                if src is None:  # each accepted row's enrolment row (itself if none)
+                    er = links.enrolment_row[pos]
+                    src = np.where(er >= 0, er, pos)
+                own = take(col, np.where(missing[pos], src, pos))
+        else:
+            own = take(col, None if every else pos)
         if name == "group":
-            own = own.fillna(TREATMENT)
+            if own.dtype == "str" and len(own) and bool(own.isna().all()):
+                own = pd.Series(TREATMENT, index=own.index, dtype="str")
+            else:
+                if isinstance(own.dtype, pd.CategoricalDtype) and TREATMENT not in own.cat.categories:
+                    own = own.cat.add_categories([TREATMENT])  # a blank group means treatment
+                own = own.fillna(TREATMENT)
         if name in ("contract_version", "age", "prior_months"):
             own = own.astype("Int64")
         cols[name] = own
-    out = pd.DataFrame(cols)
-    out["row"] = (pos + 1).astype("int64")
+    out = pd.DataFrame(cols, copy=False)
+    out["row"] = pos + 1
     out["flags"] = _flags(fails, pos, n)
     return out
 

@@ -79,3 +79,67 @@ def test_an_amendment_naming_a_missing_item_is_reported() -> None:
         parse_contract(text)
     assert info.value.codes == ("bad_amendment",)
     assert "no item named 'c9'" in info.value.problems[0].message
+
+
+# -- what an amendment changed is cited with it --------------------------------------------
+
+
+def test_a_line_priced_by_an_amended_term_cites_the_amendment() -> None:
+    import pandas as pd
+
+    from sib_engine.evaluation import evaluate
+
+    c = parse_contract(AMENDED.replace("price: \"2750.00\"}", "price: \"2750.00\", clause: \"Annex 2, row 4\"}"))
+    data = pd.DataFrame({
+        "participant_id": ["a", "a", "b", "b"],
+        "metric": ["enrolment", "job", "enrolment", "job"],
+        "date": pd.to_datetime(["2024-01-10", "2024-03-01", "2024-01-20", "2025-02-03"]),
+        "value": [None, 1, None, 1],
+        "cohort": ["c1", None, "c1", None],
+    })
+    ev = evaluate(c, data)
+    before, after = ev.lines
+    assert before.clause == "Annex 2, row 4"  # priced as signed
+    assert after.clause == "Annex 2, row 4 as amended by Amendment 1, clause 4.2 (from 2025-01-01)"
+    assert after.amount == Decimal("3000.00")
+    price = after.trace.find("1 outcome(s) 'job'")
+    assert price is not None and price.clause == after.clause
+    assert "x price EUR 3,000.00 from 2025-01-01" in price.label
+    text = ev.explain()
+    assert "amendments in force: a1 (Amendment 1, clause 4.2, from 2025-01-01)" in text
+    assert "a1 (Amendment 1, clause 4.2, from 2025-01-01), a2 (Amendment 2, clause 2.1, from 2025-07-01)" in text
+
+
+def test_amended_caps_schedules_and_shares_cite_the_amendment() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from evalkit import contract, d, enrol, frame
+
+    from sib_engine.evaluation import evaluate
+
+    thr = {"id": "thr", "kind": "threshold", "clause": "Schedule 2", "pays": "per_participant",
+           "effect": {"metric": "employed", "measure": "level"},
+           "schedule": {"interpolation": "step", "points": [{"effect": "0.1", "value": "100"}]}}
+    c = contract(
+        triggers=[thr],
+        payers=[{"party": "city", "share": "0.5", "clause": "Clause 4"}, {"party": "city2", "share": "0.5"}],
+        caps={"total": "10000", "clause": "Clause 9"},
+        amendments=[{"id": "a1", "effective": "2024-04-01", "clause": "Amendment 1, cl. 3", "summary": "terms",
+                     "changes": [{"set": "triggers.thr.schedule.points", "to": [{"effect": "0.1", "value": "3000"}]},
+                                 {"set": "caps.total", "to": "5000"},
+                                 {"set": "payers.city.share", "to": "0.6"},
+                                 {"set": "payers.city2.share", "to": "0.4"}]}])
+    f = frame(enrol(["a", "b"]) + [("a", "employed", "2024-02-01", 1)])
+    ev = evaluate(c, f, d("2024-06-30"))
+    p2 = [ln for ln in ev.lines if ln.period == "P2"]
+    cited = "as amended by Amendment 1, cl. 3 (from 2024-04-01)"
+    assert p2 and all(ln.clause == f"Schedule 2 {cited}" for ln in p2)
+    text = "\n".join(ln.trace.render() for ln in p2)
+    assert f"schedule: step: effect 0.5 reaches the tier from 0.1: 3000  [Schedule 2 {cited}]" in text
+    assert f"cap: caps.total 5000: -EUR 1,000.00  [Clause 9 {cited}]" in text
+    assert f"city pays 0.6 of EUR 6,000.00 = EUR 3,600.00 (largest remainder)  [Clause 4 {cited}]" in text
+    # P1, before the amendment, cites the terms as signed
+    p1 = [ln for ln in ev.lines if ln.period == "P1"]
+    assert p1 and all(ln.clause == "Schedule 2" for ln in p1) and "amended" not in p1[0].trace.render()

@@ -103,9 +103,22 @@ def test_data_are_not_mutated(bid: str) -> None:
 
 
 def test_expected_duration_prorates_before_the_horizon() -> None:
-    # enrolled 2024-01-10; at 2024-04-08 (90 days elapsed of 365) the expected 12 days are 12 x 90/365
-    comp = estimate(C.baseline("expected_duration"), C.metric("bed_days"), scope(data([8, 9]), "2024-04-08"))
+    # enrolled 2024-01-10; at 2024-04-09 (90 days after enrolment, of 365) the expected 12
+    # days are 12 x 90/365; the horizon is complete on 2025-01-09, 365 days after enrolment
+    comp = estimate(C.baseline("expected_duration"), C.metric("bed_days"), scope(data([8, 9]), "2024-04-09"))
     assert comp.baseline.value == pytest.approx(12 * 90 / 365)
+    for cutoff, share in (("2025-01-08", 364 / 365), ("2025-01-09", 1.0), ("2025-06-30", 1.0)):
+        comp = estimate(C.baseline("expected_duration"), C.metric("bed_days"), scope(data([8, 9]), cutoff))
+        assert comp.baseline.value == pytest.approx(12 * share)
+
+
+def test_a_duration_over_the_horizon_is_dated_at_its_end() -> None:
+    # 365 days from 2024-01-10 end on 2025-01-09 (included), as a 12-month window from
+    # 2024-01-15 ends on 2025-01-15 (included); the next day is outside the horizon
+    df = frame(enrol(["a", "b"], age=25, prior=6) + [("a", "bed_days", "2025-01-09", 5),
+                                                    ("b", "bed_days", "2025-01-10", 7)])
+    comp = estimate(C.baseline("expected_duration"), C.metric("bed_days"), scope(df))
+    assert comp.treatment.total == 5  # a's record counts, b's is a day late
 
 
 def test_expected_duration_refuses_participants_outside_the_table() -> None:

@@ -33,6 +33,11 @@ FILE_LEVEL = {
 }
 """Codes about the file itself rather than its content: tested below without a file."""
 
+SCENARIO_LEVEL = {
+    "wrong_contract": "a scenario file names another contract; tests/test_simulation_contract.py tests it",
+}
+"""Codes only a separate scenario file can have (a contract file cannot show them)."""
+
 
 class Expect(NamedTuple):
     code: str
@@ -117,6 +122,10 @@ EXPECTED: dict[str, Expect] = {
     "unknown_check": Expect("unknown_check", 24, "'late_row' is not a data check"),
     "bad_amendment": Expect("bad_amendment", 32, "no item named 'jobs'"),
     "change_mode": Expect("change_mode", 32, "exactly one of 'set' or 'remove'"),
+    # --- simulation assumptions ------------------------------------------------------
+    "bad_distribution": Expect("bad_distribution", 33, "a triangular distribution needs low <= mode <= high"),
+    "correlation_invalid": Expect("correlation_invalid", 33, "entry (1, 2) = 0.5: a correlation matrix is symmetric"),
+    "missing_assumption": Expect("missing_assumption", 29, "no true effect is assumed for metric 'job'"),
 }
 
 
@@ -152,7 +161,7 @@ def test_every_error_code_has_an_invalid_file() -> None:
     source = "".join((ROOT / "sib_engine" / f).read_text() for f in ("loader.py", "consistency.py"))
     raised = set(re.findall(r'(?:\badd|_problem|\bProblem)\(\s*"([a-z_]+)"', source))
     assert len(raised) > 40, "the pattern no longer finds the codes: update it"
-    covered = {e.code for e in EXPECTED.values()} | set(FILE_LEVEL)
+    covered = {e.code for e in EXPECTED.values()} | set(FILE_LEVEL) | set(SCENARIO_LEVEL)
     assert raised - covered == set(), "codes without a file in tests/contracts/invalid/"
 
 

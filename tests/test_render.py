@@ -357,6 +357,7 @@ def test_sections_in_reading_order(text: str) -> None:
         "## Value for money",
         "## Data quality",
         "## Amendments",
+        "## Risk simulation assumptions",
     ]
     assert text.startswith("# Kitchen Works outcomes contract\n")
     assert text.endswith("\n") and not text.endswith("\n\n")
@@ -522,3 +523,21 @@ def test_example_files_render(path: Path) -> None:
     for t in c.triggers:
         assert f"`{t.id}`" in text and t.clause in text
 
+
+
+def test_simulation_assumptions(text: str) -> None:
+    part = text.split("## Risk simulation assumptions")[1]
+    assert "by default over 5,000 simulated worlds with seed 7" in part
+    assert ("- *Job of 24 h/week held six months*: without the programme 25%; true effect normal with mean 8% "
+            "and sd 4%, kept within -10% to 30%; target 5%") in part
+    assert "true effect beta(8, 4) on 0% to 50%; recorded 1 months after enrolment" in part
+    assert "true effect triangular from 5% to 30%, most likely 15%" in part
+    assert "without the programme 1.8; true effect lognormal with mean 0.4 and sd 0.2, shifted by -0.6" in part
+    assert "true effect one of -5 (25%), -2 (50%), 0 (25%)" in part
+    assert "true effect fixed at -20" in part
+    assert ("Enrolment: triangular from 80% to 110%, most likely 100% of each cohort's target size (cohorts "
+            "without one: 120); comparison groups of 1.5 per participant; attrition beta(2, 20) on 0% to 100%; "
+            "start delay one of 0, 3 (equally likely) months; drift of the counterfactual normal with mean 0.01 "
+            "and sd 0.01 a year; a payer fails to budget a payment with probability 2%.") in part
+    assert "| starts | 1 | 0.5 | 0.3 | 0 | 0 | 0 |" in part
+    assert part.rstrip().endswith("Invented for the tests.")

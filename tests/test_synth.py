@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pandas.testing as pdt
+import pytest
 
 from sib_engine.loader import load_contract
 from sib_engine.measured import ENROLMENT
@@ -53,3 +54,33 @@ def test_respects_prerequisites_and_windows() -> None:
     both = first.dropna(subset=["completes_25", "completes_50"])
     assert len(both) > 0 and (both["completes_50"] >= both["completes_25"]).all()
     assert pd.isna(first.loc[first["completes_25"].isna(), "completes_50"]).all()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _means(stem: str, metric: str, seed: int = 7, participants: int = 400) -> tuple[pd.Series, pd.DataFrame]:
+    c = load_contract(ROOT / "contracts" / f"{stem}.yaml")
+    f = synthesise(c, seed=seed, participants=participants)
+    enr = f[f["metric"] == ENROLMENT].set_index("participant_id")
+    rows = f[f["metric"] == metric].copy()
+    rows["group"] = enr.loc[rows["participant_id"], "group"].astype(str).to_numpy() if "group" in enr else "treatment"
+    rows["enrolled"] = enr.loc[rows["participant_id"], "date"].to_numpy()
+    return rows.groupby("group")["value"].mean(), rows
+
+
+def test_counts_follow_the_scale_the_contract_gives() -> None:
+    # no baseline value nor maximum: bed days are half of the 12-month window without the
+    # programme (the control group; synth.TIME_SHARE), 1/1.3 of that with it (synth.UPLIFT)
+    bed, _ = _means("massachusetts_juvenile_justice_2014", "bed_days")
+    assert bed["control"] == pytest.approx(0.5 * 365.25, rel=0.1)
+    assert bed["treatment"] == pytest.approx(0.5 * 365.25 / 1.3, rel=0.1)
+    # a historical baseline gives the scale: 502 care days without the programme
+    care, _ = _means("essex_edge_of_care_2012", "care_days")
+    assert care["treatment"] == pytest.approx(502 / 1.3, rel=0.12)
+    # an expected-duration table gives each participant's scale, and the record is dated at
+    # the end of the horizon (365 days after enrolment), which the evaluation counts
+    days, rows = _means("utrecht_club_2015", "benefit_days")
+    assert 150 < days["treatment"] < 260  # expected 205-345 days a year, divided by 1.3
+    assert ((rows["date"] - rows["enrolled"]).dt.days == 365).all()
+    assert rows["value"].max() <= 365

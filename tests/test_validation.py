@@ -191,3 +191,23 @@ def test_rows_in_equal_accepted_plus_quarantined(
     assert set(result.failures["code"]) <= set(CHECK_CODES)
     critical = set(result.failures.loc[result.failures["severity"] == "critical", "row"].dropna().astype(int))
     assert critical == set(result.quarantined["row"])
+
+
+def test_blank_group_is_treatment_even_when_no_row_says_treatment() -> None:
+    """Regression: a categorical ``group`` column holding only a comparison label and blanks
+    used to raise TypeError (new category) instead of reading the blanks as treatment."""
+    import pandas as pd
+
+    from sib_engine import load_contract
+    from sib_engine.privacy import PseudonymKey
+    from sib_engine.validation import validate as run
+
+    contract = load_contract("contracts/brussels_mentoring_2014.yaml")
+    frame = pd.read_csv("outcomes/brussels_mentoring_2014.csv", sep=";", dtype=str, encoding="utf-8-sig")
+    enrol = frame["metric"] == "enrolment"
+    frame.loc[enrol & (frame["group"] == "treatment"), "group"] = None
+    frame["group"] = frame["group"].astype("category")
+    result = run(contract, frame, key=PseudonymKey.demo())
+    assert result.rows == result.n_accepted + result.n_quarantined
+    groups = set(result.accepted.loc[result.accepted["metric"] == "enrolment", "group"].astype(str))
+    assert "treatment" in groups

@@ -1,0 +1,535 @@
+"""A contract compiled for the vectorised evaluator: what it pays on, when, in what order
+(layer 2).
+
+:func:`compile_plan` checks that every mechanism of the contract is one the vectorised
+path supports (the list is in :mod:`sib_engine.simulation`) and raises one
+:class:`SimulationError` naming all that are not.  It then fixes, once per contract, what
+the exact path fixes once per evaluation: the determinations with their cutoffs and
+payment dates, the order of the triggers and their scopes, the integer scale of money,
+the capital stack's dates.  What depends on a simulated world's timing (its start delay)
+is computed per delay by :meth:`Plan.timing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Literal
+
+import numpy as np
+
+from sib_engine.contract import (
+    CohortTrigger,
+    ComparisonGroupBaseline,
+    Contract,
+    Effect,
+    FixedBaseline,
+    HistoricalBaseline,
+    RateCardTrigger,
+    Schedule,
+    ShareOfSavingsTrigger,
+    Simulation,
+    ThresholdTrigger,
+)
+from sib_engine.errors import SibError
+from sib_engine.metrics import day_of
+from sib_engine.money import exponent
+from sib_engine.periods import add_months
+from sib_engine.stats import interval_confidence
+
+NEVER = np.iinfo(np.int64).max // 4
+
+
+class SimulationError(SibError):
+    """The simulation cannot run as asked: a mechanism the vectorised path does not
+    support, or missing assumptions.  The message names each problem and what to do."""
+
+
+# ------------------------------------------------------------------------ parts ---
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    id: str
+    type: str
+    effect: int
+    """Index of the metric's assumption in ``simulation.effects``."""
+    base: float
+    after_months: int
+    window_months: int | None
+    requires: tuple[int, ...]
+    """Prerequisite metrics (indices into ``Plan.metrics``): the metric's own and every
+    rate card's; a participant with this outcome has all of them, dated no later."""
+    comparison: bool
+    """True if a comparison group is measured on it."""
+
+
+@dataclass(frozen=True)
+class DetPlan:
+    id: str
+    index: int
+    kind: Literal["interim", "final"]
+    period: int
+    cutoff_day: int
+    data_day: int
+    payment_day: int
+
+
+@dataclass(frozen=True)
+class EffectPlan:
+    """How one trigger's effect is measured (the parts of ``compute_effect`` it uses)."""
+
+    metric: int
+    measure: str
+    baseline: Literal["none", "fixed", "historical", "comparison"]
+    value: Decimal
+    """The baseline's value (fixed, historical)."""
+    hist_n: int
+    gate_level: float | None
+    alternative: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SchedPlan:
+    """One schedule-based trigger (threshold, cohort with pooled fallback, share of savings)."""
+
+    index: int
+    """Index among all triggers (the exact path's trigger order)."""
+    id: str
+    kind: str
+    effect: EffectPlan
+    schedule: Schedule | None
+    pays: str
+    per_cohort: bool
+    fallback_schedule: Schedule | None = None
+    fallback_pays: str = "amount"
+    fallback_det: int | None = None
+    share: Decimal = Decimal(0)
+    unit_cost: Decimal = Decimal(0)
+    clause: str = ""
+
+    def scopes(self, n_cohorts: int, det: DetPlan, n_dets: int) -> list[tuple[str, tuple[int, ...]]]:
+        """(label, cohort indices) of the scopes determined at ``det``, in the exact
+        path's order."""
+        if self.kind == "share_of_savings" or (self.kind == "threshold" and not self.per_cohort):
+            return [("pooled", tuple(range(n_cohorts)))]
+        out: list[tuple[str, tuple[int, ...]]] = [(f"c{i}", (i,)) for i in range(n_cohorts)]
+        if self.kind == "cohort_with_pooled_fallback" and self.is_fallback(det, n_dets):
+            out.append(("pooled fallback", tuple(range(n_cohorts))))
+        return out
+
+    def is_fallback(self, det: DetPlan, n_dets: int) -> bool:
+        if self.fallback_det is None:
+            return det.kind == "final"
+        return det.index == self.fallback_det
+
+
+@dataclass(frozen=True)
+class OutcomePlan:
+    metric: int
+    price: Decimal
+    price_units: int
+    """The price in units of ``10**-scale``."""
+    requires: tuple[int, ...]
+    cap_units: int | None
+    cap_amount: int | None
+
+
+@dataclass(frozen=True)
+class CardPlan:
+    index: int
+    id: str
+    outcomes: tuple[OutcomePlan, ...]
+    cap_period: int | None
+    cap_total: int | None
+
+
+@dataclass(frozen=True)
+class PayerPlan:
+    party: str
+    mode: Literal["share", "top_up"]
+    share: Decimal
+    cap: int | None
+    """In minor units (cents)."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What depends on a world's start delay: every date of the data."""
+
+    delay: int
+    enrol_day: np.ndarray
+    """(cohorts,) the day every participant of the cohort enrols."""
+    measure_day: np.ndarray
+    """(metrics, cohorts) the day an outcome of the metric is recorded."""
+    window_ok: np.ndarray
+    """(metrics, cohorts) the record falls within the metric's attribution window."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    contract: Contract
+    sim: Simulation
+    currency: str
+    minor: int
+    """Decimals of the currency's minor unit."""
+    scale: int
+    """Money in the payment rows is in units of ``10**-scale`` (fits every price and cap)."""
+    metrics: tuple[MetricPlan, ...]
+    cohorts: tuple[str, ...]
+    target_sizes: tuple[int, ...]
+    period_starts: np.ndarray
+    period_ends: np.ndarray
+    dets: tuple[DetPlan, ...]
+    trigger_ids: tuple[str, ...]
+    scheds: tuple[SchedPlan, ...]
+    cards: tuple[CardPlan, ...]
+    payers: tuple[PayerPlan, ...]
+    cap_total: int | None
+    """``caps.total`` in minor units (it applies to what the payers pay)."""
+    cap_period: int | None
+    term_start_day: int
+    term_end_day: int
+    comparison_metrics: tuple[int, ...]
+    _timings: dict[int, Timing] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def primary(self) -> tuple[PayerPlan, ...]:
+        return tuple(p for p in self.payers if p.mode == "share")
+
+    @property
+    def payer_ids(self) -> tuple[str, ...]:
+        return tuple(p.party for p in self.payers)
+
+    def metric_index(self, metric_id: str) -> int:
+        for i, m in enumerate(self.metrics):
+            if m.id == metric_id:
+                return i
+        raise KeyError(metric_id)
+
+    def timing(self, delay: int) -> Timing:
+        """Enrolment and measurement days for a world whose programme starts ``delay``
+        months late (cached)."""
+        got = self._timings.get(delay)
+        if got is not None:
+            return got
+        c = self.contract
+        enrol_dates = [add_months(co.enrolment_start, delay) for co in c.timeline.cohorts]
+        enrol = np.array([day_of(d) for d in enrol_dates], dtype=np.int64)
+        nm, nc = len(self.metrics), len(enrol_dates)
+        meas = np.zeros((nm, nc), dtype=np.int64)
+        ok = np.ones((nm, nc), dtype=bool)
+        done: dict[int, np.ndarray] = {}
+
+        def day_of_metric(mi: int) -> np.ndarray:
+            got_m = done.get(mi)
+            if got_m is None:
+                m = self.metrics[mi]
+                own = np.array([day_of(add_months(d, m.after_months)) for d in enrol_dates], dtype=np.int64)
+                for r in m.requires:
+                    own = np.maximum(own, day_of_metric(r))
+                done[mi] = own
+                got_m = own
+            return got_m
+
+        for mi, m in enumerate(self.metrics):
+            meas[mi] = day_of_metric(mi)
+            if m.window_months is not None:
+                last = np.array([day_of(add_months(d, m.window_months)) for d in enrol_dates], dtype=np.int64)
+                ok[mi] = meas[mi] <= last
+        t = Timing(delay, enrol, meas, ok)
+        self._timings[delay] = t
+        return t
+
+
+# ------------------------------------------------------------------- compiling ---
+
+
+def _scaled(d: Decimal, scale: int) -> int:
+    v = d.scaleb(scale)
+    if v != v.to_integral_value():  # pragma: no cover - the scale is chosen to fit
+        raise SimulationError(f"{d} does not fit a scale of {scale} decimals")
+    return int(v)
+
+
+def _decimals(d: Decimal) -> int:
+    return max(0, -int(d.as_tuple().exponent)) if d.is_finite() else 0
+
+
+def compile_plan(contract: Contract, simulation: Simulation | None = None) -> Plan:
+    """Compile ``contract`` with its ``simulation`` assumptions (or ``simulation``, e.g.
+    from a scenario file) for the vectorised evaluator.
+
+    Raises :class:`SimulationError` listing every mechanism the vectorised path does not
+    support, and when no assumptions are given.
+    """
+    return _compile(contract, simulation if simulation is not None else contract.simulation)
+
+
+def _compile(contract: Contract, sim: Simulation | None) -> Plan:
+    if sim is None:
+        raise SimulationError(
+            f"contract '{contract.id}' has no simulation section; add one (see docs) or pass the "
+            "assumptions of a scenario file (sib_engine.loader.load_scenario)"
+        )
+    return _build(contract, sim)
+
+
+def unsupported(contract: Contract, sim: Simulation) -> list[str]:
+    """Every mechanism of ``contract`` (with ``sim``) the vectorised path does not support."""
+    c = contract
+    out: list[str] = []
+    if c.amendments:
+        out.append("amendments (the vectorised path simulates the terms as signed; simulate an amended "
+                   "contract by writing its terms out)")
+    if any(p.mode == "residence" for p in c.payers):
+        out.append("payers by residence (splits by each participant's municipality)")
+    metrics = {m.id: m for m in c.metrics}
+    assumed = {e.metric for e in sim.effects}
+    for m in c.metrics:
+        if m.type == "continuous" and m.id in assumed:
+            out.append(f"metric '{m.id}': continuous metrics")
+    rate_card_prices: list[Decimal] = []
+    for t in c.triggers:
+        if isinstance(t, RateCardTrigger):
+            rate_card_prices += [o.price for o in t.outcomes]
+            total = sum((o.price for o in t.outcomes), Decimal(0))
+            if t.cap_per_participant is not None and t.cap_per_participant < total:
+                out.append(f"trigger '{t.id}': cap_per_participant below the sum of the card's prices "
+                           "(it could bind; one simulated participant reaches each outcome at most once)")
+            for o in t.outcomes:
+                if metrics.get(o.metric) is not None and metrics[o.metric].type not in ("event", "binary"):
+                    out.append(f"trigger '{t.id}': a rate card on the {metrics[o.metric].type} metric '{o.metric}'")
+            continue
+        if t.kind == "banded_return":
+            out.append(f"trigger '{t.id}': banded_return triggers")
+            continue
+        if isinstance(t, ShareOfSavingsTrigger) and t.share_steps:
+            out.append(f"trigger '{t.id}': share_steps")
+        eff: Effect = t.effect
+        metric = metrics.get(eff.metric)
+        if metric is not None and metric.type == "continuous":
+            out.append(f"trigger '{t.id}': an effect on the continuous metric '{metric.id}'")
+        if eff.baseline is not None and eff.measure != "level":
+            b = next((x for x in c.baselines if x.id == eff.baseline), None)
+            if b is None or b.kind in ("expected_duration", "blended"):
+                out.append(f"trigger '{t.id}': the {b.kind if b else '?'} baseline '{eff.baseline}'")
+            elif isinstance(b, ComparisonGroupBaseline) and b.estimator != "difference":
+                out.append(f"trigger '{t.id}': the difference-in-differences estimator of '{b.id}'")
+            elif isinstance(b, HistoricalBaseline) and metric is not None and metric.type != "binary" \
+                    and b.sd is None:
+                out.append(f"trigger '{t.id}': the historical baseline '{b.id}' of a {metric.type} metric "
+                           "without 'sd' (the exact path cannot test it either)")
+        g = eff.gate
+        if g is not None:
+            if g.rule != "significant":
+                out.append(f"trigger '{t.id}': the lower_bound gate rule")
+            if g.test != "two_proportion_z":
+                out.append(f"trigger '{t.id}': the {g.test} test as a gate")
+            if eff.measure == "level" or eff.baseline is None:
+                out.append(f"trigger '{t.id}': a gate on a level measure")
+    if c.caps is not None and c.caps.per_participant is not None and rate_card_prices \
+            and c.caps.per_participant < sum(rate_card_prices, Decimal(0)):
+        out.append("caps.per_participant below the sum of every rate-card price (it could bind)")
+    groups = {b.group for b in c.baselines if isinstance(b, ComparisonGroupBaseline)}
+    if len(groups) > 1:
+        out.append("comparison groups with different names (" + ", ".join(sorted(groups)) + ")")
+    cap = c.capital
+    if cap is not None:
+        for tr in cap.tranches:
+            if tr.max_return is not None and tr.max_return <= -1:
+                out.append(f"tranche '{tr.id}': a max_return of -100% or less")
+    return out
+
+
+def _build(contract: Contract, sim: Simulation) -> Plan:
+    c = contract
+    problems = unsupported(c, sim)
+    if problems:
+        raise SimulationError(
+            f"the vectorised path cannot simulate contract '{c.id}' as written: "
+            + "; ".join(problems)
+            + ". Evaluate single worlds with the exact path (sib_engine.evaluate), or simplify "
+            "these terms in a copy of the contract for the simulation."
+        )
+    cur = c.currency
+    minor = exponent(cur)
+    # metrics with assumptions: every metric paid on (and their prerequisites)
+    by_metric = {e.metric: i for i, e in enumerate(sim.effects)}
+    cmetrics = {m.id: m for m in c.metrics}
+    needed: list[str] = []
+
+    def need(mid: str) -> None:
+        if mid in needed:
+            return
+        m = cmetrics[mid]
+        reqs = list(m.requires)
+        for t in c.triggers:
+            if isinstance(t, RateCardTrigger):
+                for o in t.outcomes:
+                    if o.metric == mid:
+                        reqs += list(o.requires)
+        for r in reqs:
+            need(r)
+        needed.append(mid)
+
+    for t in c.triggers:
+        if isinstance(t, RateCardTrigger):
+            for o in t.outcomes:
+                need(o.metric)
+        else:
+            need(t.effect.metric)
+    missing = [m for m in needed if m not in by_metric]
+    if missing:
+        raise SimulationError(
+            "the simulation assumes no true effect for metric(s) " + ", ".join(f"'{m}'" for m in missing)
+            + " (paid on, or prerequisites of what is paid on); add them to the simulation's effects"
+        )
+    comparison_metrics: set[str] = set()
+    for t in c.triggers:
+        if isinstance(t, RateCardTrigger) or t.kind == "banded_return":
+            continue
+        eff = t.effect
+        if eff.baseline is not None and eff.measure != "level":
+            b = next(x for x in c.baselines if x.id == eff.baseline)
+            if isinstance(b, ComparisonGroupBaseline):
+                comparison_metrics.add(eff.metric)
+    # a comparison group measured on a metric is measured on its prerequisites too
+    stack = list(comparison_metrics)
+    while stack:
+        mid = stack.pop()
+        reqs_of = list(cmetrics[mid].requires)
+        for t in c.triggers:
+            if isinstance(t, RateCardTrigger):
+                reqs_of += [r for o in t.outcomes if o.metric == mid for r in o.requires]
+        for r in reqs_of:
+            if r not in comparison_metrics:
+                comparison_metrics.add(r)
+                stack.append(r)
+    index = {mid: i for i, mid in enumerate(needed)}
+    mplans: list[MetricPlan] = []
+    for mid in needed:
+        m = cmetrics[mid]
+        a = sim.effects[by_metric[mid]]
+        reqs: list[str] = list(m.requires)
+        for t in c.triggers:
+            if isinstance(t, RateCardTrigger):
+                for o in t.outcomes:
+                    if o.metric == mid:
+                        reqs += [r for r in o.requires if r not in reqs]
+        after = a.measured_after_months if a.measured_after_months is not None else (m.window_months or 12)
+        mplans.append(MetricPlan(
+            id=mid, type=m.type, effect=by_metric[mid], base=float(a.base), after_months=after,
+            window_months=m.window_months, requires=tuple(index[r] for r in dict.fromkeys(reqs)),
+            comparison=mid in comparison_metrics,
+        ))
+    # money scale: every price and cap exactly
+    decimals = [minor]
+    for t in c.triggers:
+        if t.cap is not None:
+            decimals.append(_decimals(t.cap))
+        if isinstance(t, RateCardTrigger):
+            decimals += [_decimals(o.price) for o in t.outcomes]
+            decimals += [_decimals(o.cap_amount) for o in t.outcomes if o.cap_amount is not None]
+            decimals += [_decimals(x) for x in (t.cap_per_period, t.cap_per_participant) if x is not None]
+    if c.caps is not None:
+        decimals += [_decimals(x) for x in (c.caps.total, c.caps.per_period, c.caps.per_participant) if x is not None]
+    scale = max(decimals)
+    if scale > 6:
+        raise SimulationError(f"prices or caps with {scale} decimals: the vectorised path holds money in "
+                              "at most 6 decimals")
+    # periods and determinations (as evaluation._plan)
+    periods = c.periods()
+    by_id = {p.id: p for p in periods}
+    items: list[tuple[str, Literal["interim", "final"], int, date | None, int | None]] = []
+    if c.timeline.determinations:
+        for d in c.timeline.determinations:
+            items.append((d.id, d.kind, by_id[d.period].index, d.data_cutoff, d.payment_lag_days))
+    else:
+        for i, p in enumerate(periods):
+            items.append((p.id, "final" if i == len(periods) - 1 else "interim", i, None, None))
+    dets = []
+    for k, (did, kind, pi, cutoff, lag) in enumerate(items):
+        p = periods[pi]
+        cut = cutoff or p.end
+        pay = p.end + timedelta(days=lag if lag is not None else c.timeline.payment_lag_days)
+        dets.append(DetPlan(did, k, kind, pi, day_of(cut), day_of(min(cut, p.end)), day_of(pay)))
+    det_ids = [d.id for d in dets]
+    scheds: list[SchedPlan] = []
+    cards: list[CardPlan] = []
+    for ti, t in enumerate(c.triggers):
+        if isinstance(t, RateCardTrigger):
+            outs = []
+            for o in t.outcomes:
+                outs.append(OutcomePlan(
+                    metric=index[o.metric], price=o.price, price_units=_scaled(o.price, scale),
+                    requires=tuple(index[r] for r in o.requires), cap_units=o.cap_units,
+                    cap_amount=_scaled(o.cap_amount, scale) if o.cap_amount is not None else None,
+                ))
+            cards.append(CardPlan(ti, t.id, tuple(outs),
+                                  _scaled(t.cap_per_period, scale) if t.cap_per_period is not None else None,
+                                  _scaled(t.cap, scale) if t.cap is not None else None))
+            continue
+        eplan = _effect_plan(c, t.effect, index)
+        if isinstance(t, ThresholdTrigger):
+            scheds.append(SchedPlan(ti, t.id, "threshold", eplan, t.schedule, t.pays, t.scope == "per_cohort",
+                                    clause=t.clause))
+        elif isinstance(t, CohortTrigger):
+            fd = det_ids.index(t.fallback_determination) if t.fallback_determination in det_ids else None
+            scheds.append(SchedPlan(ti, t.id, "cohort_with_pooled_fallback", eplan, t.per_cohort.schedule,
+                                    t.per_cohort.pays, True, t.pooled_fallback.schedule, t.pooled_fallback.pays,
+                                    fd, clause=t.clause))
+        elif isinstance(t, ShareOfSavingsTrigger):
+            scheds.append(SchedPlan(ti, t.id, "share_of_savings", eplan, None, "amount", False,
+                                    share=t.share, unit_cost=t.unit_cost, clause=t.clause))
+    if caps_total_decimals(c) > minor:
+        raise SimulationError(f"caps.total {c.caps.total if c.caps else ''} is not a whole number of minor units")
+    for payer in c.payers:
+        if payer.cap is not None and _decimals(payer.cap) > minor:
+            raise SimulationError(f"payer '{payer.party}': a cap of {payer.cap} is not a whole number of minor units")
+    payers = tuple(
+        PayerPlan(p.party, "top_up" if p.mode == "top_up" else "share",
+                  (p.top_up if p.mode == "top_up" else p.share) or Decimal(0),
+                  _scaled(p.cap, minor) if p.cap is not None else None)
+        for p in c.payers
+    )
+    caps = c.caps
+    return Plan(
+        contract=c, sim=sim, currency=cur, minor=minor, scale=scale, metrics=tuple(mplans),
+        cohorts=tuple(co.id for co in c.timeline.cohorts),
+        target_sizes=tuple(co.target_size or sim.enrolment.default_size for co in c.timeline.cohorts),
+        period_starts=np.array([day_of(p.start) for p in periods], dtype=np.int64),
+        period_ends=np.array([day_of(p.end) for p in periods], dtype=np.int64),
+        dets=tuple(dets), trigger_ids=tuple(t.id for t in c.triggers), scheds=tuple(scheds), cards=tuple(cards),
+        payers=payers,
+        cap_total=_scaled(caps.total, minor) if caps is not None and caps.total is not None else None,
+        cap_period=_scaled(caps.per_period, scale) if caps is not None and caps.per_period is not None else None,
+        term_start_day=day_of(c.term.start), term_end_day=day_of(c.term.end),
+        comparison_metrics=tuple(index[m] for m in needed if m in comparison_metrics),
+    )
+
+
+def caps_total_decimals(c: Contract) -> int:
+    return _decimals(c.caps.total) if c.caps is not None and c.caps.total is not None else 0
+
+
+def _effect_plan(c: Contract, e: Effect, index: dict[str, int]) -> EffectPlan:
+    increasing = e.measure in ("level", "difference", "relative_difference")
+    g = e.gate
+    alternative = "two-sided" if g and g.sides == "two" else ("greater" if increasing else "less")
+    confidence = interval_confidence(float(g.level), g.sides) if g else 0.95
+    kind: Literal["none", "fixed", "historical", "comparison"] = "none"
+    value = Decimal(0)
+    hist_n = 0
+    if e.measure != "level" and e.baseline is not None:
+        b = next(x for x in c.baselines if x.id == e.baseline)
+        if isinstance(b, FixedBaseline):
+            kind, value = "fixed", b.value
+        elif isinstance(b, HistoricalBaseline):
+            kind, value, hist_n = "historical", b.value, b.n
+        else:
+            kind = "comparison"
+    return EffectPlan(index[e.metric], e.measure, kind, value, hist_n,
+                      float(g.level) if g else None, alternative, confidence)
