@@ -490,7 +490,7 @@ def compute_effect(effect: Effect, terms: Contract, scope: Scope) -> EffectResul
         note = "no participants (or no comparison figure) to measure: no effect"
         point = None
     else:
-        point = _measure(effect.measure, m, b)
+        point = effect_measure(effect.measure, m, b)
         if point is None:
             note = "the baseline is zero, so a relative effect is undefined"
         try:
@@ -506,7 +506,7 @@ def compute_effect(effect: Effect, terms: Contract, scope: Scope) -> EffectResul
     if point is None:
         est = None
     elif me is not None and be is not None:
-        est = _measure(effect.measure, me, be)
+        est = effect_measure(effect.measure, me, be)
     else:
         est = to_decimal(point)
     ci_d = (to_decimal(ci[0]), to_decimal(ci[1]))
@@ -547,7 +547,9 @@ def compute_effect(effect: Effect, terms: Contract, scope: Scope) -> EffectResul
 N = TypeVar("N", float, Decimal)
 
 
-def _measure(measure: str, m: N, b: N) -> N | None:
+def effect_measure(measure: str, m: N, b: N) -> N | None:
+    """An effect measure of metric ``m`` against baseline ``b`` (exact for ``Decimal``, and
+    the same formula for the simulation's floats); None when a relative measure divides by 0."""
     if measure == "level":
         return m
     if measure == "difference":

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from sib_engine.baselines import exact_mean
+from sib_engine.baselines import effect_measure, exact_mean
 from sib_engine.contract import Schedule
 from sib_engine.money import round_money
 from sib_engine.simulation.plan import DetPlan, EffectPlan, Plan, SchedPlan
@@ -56,34 +56,6 @@ CENT_TOL = 1e-6
 
 
 # ------------------------------------------------------------- exact, one scope ---
-
-
-def _measure(measure: str, m: Decimal, b: Decimal) -> Decimal | None:
-    if measure == "level":
-        return m
-    if measure == "difference":
-        return m - b
-    if measure == "reduction":
-        return b - m
-    if b == 0:
-        return None
-    if measure == "relative_difference":
-        return (m - b) / b
-    return (b - m) / b
-
-
-def _measure_f(measure: str, m: float, b: float) -> float | None:
-    if measure == "level":
-        return m
-    if measure == "difference":
-        return m - b
-    if measure == "reduction":
-        return b - m
-    if b == 0:
-        return None
-    if measure == "relative_difference":
-        return (m - b) / b
-    return (b - m) / b
 
 
 @dataclass(frozen=True)
@@ -110,7 +82,7 @@ def exact_effect(ep: EffectPlan, mtype: str, x1: int, n1: int, x0: int, n0: int)
         be = exact_mean(float(x0), n0)  # type: ignore[assignment]
     if n1 == 0 or math.isnan(m) or math.isnan(b):
         return ExactEffect(None, Decimal(0), None, n1)
-    point = _measure_f(ep.measure, m, b)
+    point = effect_measure(ep.measure, m, b)
     gate_open = True
     if ep.gate_level is not None:
         p = _p_value(ep, mtype, total, n1, b, float(x0), n0)
@@ -118,7 +90,7 @@ def exact_effect(ep: EffectPlan, mtype: str, x1: int, n1: int, x0: int, n0: int)
     if point is None:
         est = None
     elif me is not None and be is not None:
-        est = _measure(ep.measure, me, be)
+        est = effect_measure(ep.measure, me, be)
     else:  # pragma: no cover - both exact here
         est = to_decimal(point)
     paid = est if gate_open else None
