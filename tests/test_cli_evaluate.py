@@ -7,17 +7,12 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def sib(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sib_engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
-
-
-def test_evaluate_json_has_the_documented_shape_and_adds_up() -> None:
+def test_evaluate_json_has_the_documented_shape_and_adds_up(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("evaluate", "contracts/fair_chance_fund_2015.yaml", "outcomes/fair_chance_fund_2015.csv",
             "--demo-key", "--json")
     assert r.returncode == 0, r.stderr
@@ -35,21 +30,21 @@ def test_evaluate_json_has_the_documented_shape_and_adds_up() -> None:
     assert Decimal(out["government"]["paid"]) == total
 
 
-def test_evaluate_text_and_explain_name_the_clauses() -> None:
+def test_evaluate_text_and_explain_name_the_clauses(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("evaluate", "contracts/utrecht_training_kitchen_2015.yaml",
             "outcomes/utrecht_training_kitchen_2015.csv", "--demo-key", "--explain", "--as-of", "2017-06-30")
     assert r.returncode == 0, r.stderr
     assert "total: EUR" in r.stdout and "Annex 2" in r.stdout
 
 
-def test_evaluate_refuses_data_on_payment_hold() -> None:
+def test_evaluate_refuses_data_on_payment_hold(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("evaluate", "contracts/utrecht_training_kitchen_2015.yaml",
             "tests/data/invalid/claim_limit_exceeded.csv", "--demo-key")
     assert r.returncode == 4
     assert "payment hold" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_report_writes_self_contained_statements(tmp_path: Path) -> None:
+def test_report_writes_self_contained_statements(sib: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     r = sib("report", "contracts/massachusetts_juvenile_justice_2014.yaml",
             "outcomes/massachusetts_juvenile_justice_2014.csv", "--demo-key", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr

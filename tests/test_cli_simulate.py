@@ -6,17 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def sib(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sib_engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
-
-
-def test_simulate_json_shape_and_same_seed_same_result(tmp_path: Path) -> None:
+def test_simulate_json_shape_and_same_seed_same_result(sib: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     args = ("simulate", "contracts/brussels_mentoring_2014.yaml", "--paths", "5000", "--seed", "11", "--json")
     first, second = sib(*args), sib(*args)
     assert first.returncode == 0, first.stderr
@@ -30,11 +25,11 @@ def test_simulate_json_shape_and_same_seed_same_result(tmp_path: Path) -> None:
     assert json.loads(other.stdout)["total_payment"] != out["total_payment"]
 
 
-def test_simulate_refuses_both_workers_and_scheduler() -> None:
+def test_simulate_refuses_both_workers_and_scheduler(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("simulate", "contracts/brussels_mentoring_2014.yaml", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
     assert r.returncode == 2 and "not both" in r.stderr
 
 
-def test_simulate_without_a_section_is_a_clear_error() -> None:
+def test_simulate_without_a_section_is_a_clear_error(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("simulate", "contracts/zaanstad_placement_2015.yaml", "--paths", "100")
     assert r.returncode == 1 and "Traceback" not in r.stderr

@@ -6,17 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def sib(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sib_engine", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
-
-
-def test_example_data_validate_cleanly_with_json_counts() -> None:
+def test_example_data_validate_cleanly_with_json_counts(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("validate", "contracts/brussels_mentoring_2014.yaml", "outcomes/brussels_mentoring_2014.csv",
             "--demo-key", "--json")
     assert r.returncode == 0, r.stderr
@@ -25,7 +20,7 @@ def test_example_data_validate_cleanly_with_json_counts() -> None:
     assert out["quarantined"] == 0 and out["reasons"] == {} and out["hold"] is False
 
 
-def test_broken_data_go_on_hold_with_reasons_and_quarantine_file(tmp_path: Path) -> None:
+def test_broken_data_go_on_hold_with_reasons_and_quarantine_file(sib: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
     q = tmp_path / "q.csv"
     r = sib("validate", "contracts/utrecht_training_kitchen_2015.yaml",
             "tests/data/invalid/claim_limit_exceeded.csv", "--demo-key", "--json", "--quarantine", str(q))
@@ -37,7 +32,7 @@ def test_broken_data_go_on_hold_with_reasons_and_quarantine_file(tmp_path: Path)
     assert "Traceback" not in r.stderr
 
 
-def test_without_a_key_the_command_says_how_to_set_one() -> None:
+def test_without_a_key_the_command_says_how_to_set_one(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "sib_engine", "validate", "contracts/brussels_mentoring_2014.yaml",
          "outcomes/brussels_mentoring_2014.csv"],
@@ -48,7 +43,7 @@ def test_without_a_key_the_command_says_how_to_set_one() -> None:
     assert "SIB_PSEUDONYM_KEY" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_missing_data_file_is_a_clear_error() -> None:
+def test_missing_data_file_is_a_clear_error(sib: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     r = sib("validate", "contracts/brussels_mentoring_2014.yaml", "outcomes/nope.csv", "--demo-key")
     assert r.returncode == 1
     assert "nope.csv" in r.stderr and "Traceback" not in r.stderr
