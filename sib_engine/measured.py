@@ -337,8 +337,10 @@ def _factorize_fixed_width(values: pd.Series) -> tuple[np.ndarray, pd.Index] | N
     for i, word in enumerate(words[1:], start=1):
         tail = w - 8 * i  # bytes of the value this word adds (< 8: the last, overlapping word)
         if tail < 8 and (int(codes.max(initial=0)) + 1) << (8 * tail) < 1 << 62:
-            added = np.ascontiguousarray(word) >> np.uint64(64 - 8 * tail if high else 0)
-            key = (codes << (8 * tail)) | added.astype(np.int64)
+            added = np.array(word, dtype=np.uint64)  # a copy (the word may view the input)
+            added >>= np.uint64(64 - 8 * tail if high else 0)
+            key = codes << (8 * tail)
+            key |= added.view(np.int64)  # < 2**56 after the shift: the same value
         else:
             c2, u2 = pd.factorize(_mix(word), size_hint=_HINT)
             key = codes * len(u2) + c2
@@ -489,13 +491,16 @@ def parse(
             else:
                 text = as_text(col)
                 num = _parse_number(text, decimal_comma)
-            bad = (num.isna() & col.notna()) if text is None else (num.isna() & text.notna())
+            if text is None:
+                # a typed column: only an infinite value (now missing) does not parse
+                badv = infinite
+            else:
+                badv = (num.isna() & text.notna()).to_numpy(dtype=bool)
             if kind == "integer":
                 frac = _fractional(num.to_numpy())
                 if frac.any():
-                    bad = bad | frac
+                    badv = badv | frac
                     num = num.where(~frac)
-            badv = bad.to_numpy(dtype=bool)
             if badv.any():
                 rows = np.flatnonzero(badv)
                 shown = _show((text if text is not None else col).iloc[rows].reset_index(drop=True))
@@ -863,7 +868,9 @@ def check_frame(
     ``cohort_close``) or only on outcome rows (values, dates and claims of outcomes) holds
     just those rows, indexed by their positions, and is empty on every other row.
     ``is_enr`` (optional) says which rows are enrolment rows; with ``columns``, derived
-    columns no check reads are left out."""
+    columns no check reads are left out.  ``claim_no`` numbers (in date order) the claims
+    of a participant who has more claims of a metric than its limit, and is empty on the
+    others' (none of theirs can exceed it)."""
     c = contract
 
     def wanted(*names: str) -> bool:
@@ -1021,6 +1028,19 @@ def check_frame(
         rows = np.flatnonzero(usable & ~np.isnan(lim))
         if rows.size:
             pid_out = pid[o_rows]
+            claim_max[rows] = lim[rows]
+            # only a participant with more claims of a metric than its limit can exceed it:
+            # number (a sort) just their claims; the others' claim_no stays empty (they pass)
+            n_pid = int(pid.max()) + 1
+            m_rows = m_out[rows]
+            over = np.zeros(rows.size, dtype=bool)
+            for code in np.unique(m_rows):
+                mine = np.flatnonzero(m_rows == code)
+                who = pid_out[rows[mine]]
+                count = np.bincount(who, minlength=n_pid)
+                over[mine] = count[who] > lim[rows[mine[0]]]
+            rows = rows[over]
+        if rows.size:
             dd = d_out[rows].astype("datetime64[D]").astype(np.int64)
             order = _claim_order(rows, dd, m_out[rows], pid_out[rows], len(mlist) + 1)
             srt = rows[order]
@@ -1029,7 +1049,6 @@ def check_frame(
             pos = np.arange(srt.size)
             start_pos = np.maximum.accumulate(np.where(starts, pos, 0))
             claim_no[srt] = (pos - start_pos + 1).astype("float64")
-            claim_max[rows] = lim[rows]
     on_outcome["claim_no"] = claim_no
     on_outcome["claim_max"] = claim_max
 

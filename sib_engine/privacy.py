@@ -26,9 +26,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import subprocess
+import sys
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import IO, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -105,15 +107,20 @@ class PseudonymKey:
         """A fingerprint of the key (safe to publish), to tell which key made a pseudonym."""
         return hmac.new(self._secret, b"sib-engine key id", hashlib.sha256).hexdigest()[:12]
 
-    def _states(self) -> tuple[Any, Any]:
+    def _pads(self) -> tuple[bytes, bytes]:
         """HMAC (RFC 2104) hashes the key, padded to SHA-256's 64-byte block and masked with
-        ipad/opad, ahead of the message (inner) and of the inner digest (outer): those two
-        SHA-256 states are the same for every identifier, so they are computed once per
-        call and copied per identifier.  The result is exactly hmac.new(secret, id, sha256)."""
+        ipad/opad, ahead of the message (inner) and of the inner digest (outer)."""
         block = 64
         padded = hashlib.sha256(self._secret).digest() if len(self._secret) > block else self._secret
         padded = padded.ljust(block, b"\0")
-        return hashlib.sha256(bytes(b ^ 0x36 for b in padded)), hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        return bytes(b ^ 0x36 for b in padded), bytes(b ^ 0x5C for b in padded)
+
+    def _states(self) -> tuple[Any, Any]:
+        """The SHA-256 states after the inner and outer pads (:meth:`_pads`): the same for
+        every identifier, so they are computed once per call and copied per identifier.
+        The result is exactly hmac.new(secret, id, sha256)."""
+        ipad, opad = self._pads()
+        return hashlib.sha256(ipad), hashlib.sha256(opad)
 
     def digests(self, identifiers: Iterable[bytes]) -> list[bytes]:
         """HMAC-SHA256 under the key of each identifier (its UTF-8 bytes), in order."""
@@ -138,6 +145,27 @@ class PseudonymKey:
         step, keep, prefix = 64, HEX_CHARS, self.prefix
         return [prefix + text[i : i + keep] for i in range(0, len(text), step)]
 
+    def _digest_chunks(self, identifiers: Iterable[bytes | memoryview]) -> Iterator[bytes]:
+        """HMAC-SHA256 digests (32 bytes each) of ``identifiers``, joined a chunk at a time."""
+        inner, outer = self._states()
+        return _hmac_chunks(inner, outer, identifiers)
+
+    def _names(self, raw: np.ndarray, *, distinct: bool) -> np.ndarray:
+        """The pseudonyms of HMAC digests ``raw`` (an ``(m, 32)`` array of bytes), as
+        fixed-width bytes (dtype ``S``); see :meth:`pseudonym_array`."""
+        prefix = np.frombuffer(self.prefix.encode("utf-8"), dtype=np.uint8)
+        p, nbytes = prefix.size, (HEX_CHARS + 1) // 2
+        out = np.empty((raw.shape[0], p + HEX_CHARS), dtype=np.uint8)
+        out[:, :p] = prefix
+        out[:, p:] = _HEX_PAIRS[raw[:, :nbytes]].view(np.uint8)[:, :HEX_CHARS]
+        result = out.view(f"S{p + HEX_CHARS}").reshape(out.shape[0])
+        if distinct and raw.shape[0] > 1:
+            head = np.sort(np.ascontiguousarray(raw[:, :8]).view(np.uint64).reshape(raw.shape[0]))
+            # distinct leading 64 bits prove the pseudonyms distinct; else compare them whole
+            if bool((head[1:] == head[:-1]).any()) and len(set(result.tolist())) != result.size:
+                raise ValueError("two different identifiers have the same pseudonym; report this as a bug")
+        return result
+
     def pseudonym_array(self, identifiers: Iterable[bytes | memoryview], *, distinct: bool = False) -> np.ndarray:
         """The pseudonyms of identifiers given as UTF-8 bytes, as a numpy array of
         fixed-width bytes (dtype ``S``): the UTF-8 text of :meth:`pseudonyms`, made without
@@ -146,39 +174,174 @@ class PseudonymKey:
         With ``distinct`` (the caller knows the identifiers differ), two of them getting
         the same pseudonym raises ``ValueError`` (80 bits: never seen, but never silent).
         """
-        prefix = np.frombuffer(self.prefix.encode("utf-8"), dtype=np.uint8)
-        p, nbytes = prefix.size, (HEX_CHARS + 1) // 2
-        inner, outer = self._states()
-        icopy, ocopy = inner.copy, outer.copy
-        parts: list[np.ndarray] = []
-        heads: list[np.ndarray] = []
-        it = iter(identifiers)
-        while True:
-            # a chunk at a time: the digests of a chunk are joined and converted at once
-            digests: list[bytes] = []
-            append = digests.append
-            for ident in islice(it, _CHUNK):
-                h = icopy()
-                h.update(ident)
-                o = ocopy()
-                o.update(h.digest())
-                append(o.digest())
-            if not digests:
-                break
-            raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
-            part = np.empty((len(digests), p + HEX_CHARS), dtype=np.uint8)
-            part[:, :p] = prefix
-            part[:, p:] = _HEX_PAIRS[raw[:, :nbytes]].view(np.uint8)[:, :HEX_CHARS]
-            parts.append(part)
-            if distinct:
-                heads.append(np.ascontiguousarray(raw[:, :8]).view(np.uint64).reshape(len(digests)))
-            if len(digests) < _CHUNK:
-                break
-        out = np.concatenate(parts) if parts else np.empty((0, p + HEX_CHARS), dtype=np.uint8)
-        result = out.view(f"S{p + HEX_CHARS}").reshape(out.shape[0])
-        if distinct and heads:
-            head = np.sort(np.concatenate(heads))
-            # distinct leading 64 bits prove the pseudonyms distinct; else compare them whole
-            if bool((head[1:] == head[:-1]).any()) and len(set(result.tolist())) != result.size:
-                raise ValueError("two different identifiers have the same pseudonym; report this as a bug")
-        return result
+        joined = b"".join(self._digest_chunks(identifiers))
+        return self._names(np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32), distinct=distinct)
+
+    def start_pseudonym_array(
+        self, data: Any, offsets: np.ndarray, *, distinct: bool = False, background: bool | None = None,
+    ) -> "PseudonymJob":
+        """Start computing :meth:`pseudonym_array` of packed identifiers: identifier ``i`` is
+        ``data[offsets[i]:offsets[i + 1]]`` (UTF-8 bytes, packed as Arrow stores text).
+
+        HMAC-SHA256 of short texts holds the GIL (``hashlib`` releases it only for long
+        inputs), so a thread cannot overlap it with other work.  With ``background`` (by
+        default: from :data:`BACKGROUND_MIN` identifiers on; Linux), a worker process -- a bare
+        interpreter (``python -I -S``) running only ``hashlib`` -- hashes them while the
+        caller goes on, at a lower priority (``nice`` 10: it takes a core nobody else wants,
+        and does not slow the caller), and :meth:`PseudonymJob.result` collects the digests.  The
+        identifiers and the key's HMAC pads go to the worker through an anonymous
+        in-memory file (never on the command line, the environment or the disk), and the
+        digests come back the same way.  Should the worker fail, the digests are computed
+        in the caller: the result is the same either way.
+        """
+        bounds = np.asarray(offsets, dtype=np.int64)
+        job = PseudonymJob(self, data, bounds, distinct)
+        count = max(bounds.size - 1, 0)
+        if background is None:
+            background = count >= BACKGROUND_MIN
+        if background and count and sys.executable and hasattr(os, "memfd_create"):
+            job._start()
+        return job
+
+
+BACKGROUND_MIN = 50_000
+"""Distinct identifiers from which :meth:`PseudonymKey.start_pseudonym_array` hashes in a
+worker process by default (below, starting one costs more than it saves)."""
+
+
+def _hmac_chunks(inner: Any, outer: Any, identifiers: Iterable[Any]) -> Iterator[bytes]:
+    """HMAC-SHA256 digests (32 bytes each) of ``identifiers`` from the SHA-256 states after
+    the inner and outer pads, joined a chunk at a time.  Standard library only: the worker
+    process runs this function's own source."""
+    icopy, ocopy = inner.copy, outer.copy
+    it = iter(identifiers)
+    while True:
+        digests: list[bytes] = []
+        append = digests.append
+        for ident in islice(it, _CHUNK):
+            h = icopy()
+            h.update(ident)
+            o = ocopy()
+            o.update(h.digest())
+            append(o.digest())
+        if not digests:
+            return
+        yield b"".join(digests)
+        if len(digests) < _CHUNK:
+            return
+
+
+_WORKER = """\
+from __future__ import annotations
+import hashlib
+import sys
+from itertools import islice
+from typing import Any, Iterable, Iterator
+_CHUNK = {chunk}
+{source}
+def _main() -> None:
+    try:
+        import os
+        os.nice(10)  # a core nobody else wants: never slow the caller (or what it runs)
+    except (AttributeError, OSError):
+        pass
+    buf = memoryview(sys.stdin.buffer.read())
+    count = int.from_bytes(buf[:8], "little")
+    inner, outer = hashlib.sha256(buf[8:72]), hashlib.sha256(buf[72:136])
+    end = 136 + 8 * (count + 1)
+    offsets = buf[136:end].cast("q").tolist()
+    body = buf[end:]
+    out = sys.stdout.buffer
+    for chunk in _hmac_chunks(inner, outer, (body[a:b] for a, b in zip(offsets, offsets[1:]))):
+        out.write(chunk)
+    out.flush()
+_main()
+"""
+
+
+def _worker_source() -> str | None:
+    import inspect
+
+    try:
+        return _WORKER.format(chunk=_CHUNK, source=inspect.getsource(_hmac_chunks))
+    except (OSError, TypeError):  # pragma: no cover - no source (frozen or compiled-only install)
+        return None
+
+
+def _packed(data: Any, offsets: list[int]) -> Iterator[memoryview]:
+    view = memoryview(data).cast("B")
+    return (view[a:b] for a, b in zip(offsets, offsets[1:]))
+
+
+def _memory_file(name: str) -> IO[bytes]:
+    """An anonymous file in memory (Linux ``memfd``: never on a disk)."""
+    return os.fdopen(os.memfd_create(name, getattr(os, "MFD_CLOEXEC", 0)), "w+b")
+
+
+class PseudonymJob:
+    """Pseudonyms being computed (see :meth:`PseudonymKey.start_pseudonym_array`)."""
+
+    __slots__ = ("_key", "_data", "_offsets", "_distinct", "_proc", "_files", "_result", "background")
+
+    def __init__(self, key: PseudonymKey, data: Any, offsets: np.ndarray, distinct: bool) -> None:
+        self._key, self._data, self._offsets, self._distinct = key, data, offsets, distinct
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._files: list[IO[bytes]] = []
+        self._result: np.ndarray | None = None
+        self.background = False
+        """Whether the digests were computed by a worker process."""
+
+    def _start(self) -> None:
+        source = _worker_source()
+        if source is None:  # pragma: no cover
+            return
+        first, last = int(self._offsets[0]), int(self._offsets[-1])
+        ipad, opad = self._key._pads()
+        try:
+            request = _memory_file("sib-pseudonym-request")
+            self._files.append(request)
+            answer = _memory_file("sib-pseudonym-answer")
+            self._files.append(answer)
+            request.write((self._offsets.size - 1).to_bytes(8, "little") + ipad + opad)
+            request.write((self._offsets - first).astype("<i8").tobytes())
+            request.write(memoryview(self._data).cast("B")[first:last])
+            request.flush()
+            request.seek(0)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", source], stdin=request, stdout=answer,
+                stderr=subprocess.DEVNULL, close_fds=True)
+        except OSError:  # pragma: no cover - cannot start a process: hash in the caller
+            self.close()
+
+    def result(self) -> np.ndarray:
+        """The pseudonyms (waits for the worker, if one was started)."""
+        if self._result is not None:
+            return self._result
+        raw: np.ndarray | None = None
+        if self._proc is not None:
+            status = self._proc.wait()
+            self._proc = None
+            answer = self._files[1]
+            count = self._offsets.size - 1
+            if status == 0 and answer.seek(0, os.SEEK_END) == 32 * count:
+                answer.seek(0)
+                raw = np.frombuffer(answer.read(), dtype=np.uint8).reshape(count, 32)
+                self.background = True
+        if raw is None:
+            joined = b"".join(self._key._digest_chunks(_packed(self._data, self._offsets.tolist())))
+            raw = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
+        self._result = self._key._names(raw, distinct=self._distinct)
+        self.close()
+        return self._result
+
+    def close(self) -> None:
+        """Stop the worker if it is still running (when the result is no longer wanted),
+        and free what the job holds."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        for f in self._files:
+            f.close()
+        self._files = []
+        self._data = None

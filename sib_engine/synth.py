@@ -89,6 +89,29 @@ DAYS_PER: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.25 / 12, "qu
 """Days per unit of time, for a count whose unit names one."""
 
 
+def _enrolment_days(c: Contract, cohort: str, lo: np.datetime64, hi: np.datetime64) -> np.ndarray:
+    """The days from ``lo`` to ``hi`` on which the terms in force let ``cohort`` enrol.
+
+    An amendment that shortens a cohort's enrolment window, or cancels the cohort, from its
+    effective date means no participant enrols in it after that date (the validation checks
+    each row against the terms in force on its date)."""
+    days = np.arange(lo, hi + np.timedelta64(1, "D"), dtype="datetime64[D]")
+    open_ = np.ones(days.size, dtype=bool)
+    dates = sorted({a.effective for a in c.amendments})
+    for i, eff in enumerate(dates):
+        until = _days(dates[i + 1]) if i + 1 < len(dates) else days[-1] + np.timedelta64(1, "D")
+        span = (days >= _days(eff)) & (days < until)
+        if not span.any():
+            continue
+        cohorts = {k.id: k for k in c.at(eff).timeline.cohorts}
+        k = cohorts.get(cohort)
+        if k is None:
+            open_[span] = False
+        else:
+            open_[span] &= (days[span] >= _days(k.enrolment_start)) & (days[span] <= _days(k.enrolment_end))
+    return days[open_]
+
+
 def _days(d: date) -> np.datetime64:
     return np.datetime64(d, "D")
 
@@ -152,11 +175,13 @@ def synthesise(
         hi = min(_days(cohort.enrolment_end), term_end)
         if hi < lo:
             continue
+        open_days = _enrolment_days(c, cohort.id, lo, hi)
+        if open_days.size == 0:
+            continue
         for g_index, group in enumerate((TREATMENT,) + groups):
             treated = group == TREATMENT
             n = size
-            span = int((hi - lo).astype(int)) + 1
-            enrol = lo + rng.integers(0, span, n).astype("timedelta64[D]")
+            enrol = open_days[rng.integers(0, open_days.size, n)]
             letter = "T" if treated else chr(ord("C") + g_index - 1)
             ids = np.char.add(f"{letter}{k + 1:02d}-", np.char.zfill(np.arange(1, n + 1).astype(str), 6))
             enr = {

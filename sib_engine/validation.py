@@ -27,10 +27,11 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ from sib_engine.measured import TREATMENT, Check, Failures
 from sib_engine.outcome_io import RawOutcomes, read_outcomes
 from sib_engine.privacy import PseudonymKey
 
-__all__ = ["ValidationResult", "validate", "validation_json", "GreatExpectationsError"]
+__all__ = ["ValidationResult", "validate", "validation_json", "GreatExpectationsError", "WITHDRAWN"]
 
 _STRUCTURE = ("missing_column", "wrong_delimiter")
 
@@ -108,7 +109,7 @@ class _Gx:
         """Check id -> index labels of the rows of ``frame`` failing it (``frame`` has a
         unique index).  Raises GreatExpectationsError if any expectation raised inside
         great-expectations."""
-        return self.failing_rows(self.validate(self.batch(frame), self.suite(checks)), checks)
+        return self.failing_rows(self.validate(frame, self.suite(checks)), checks)
 
     def suite(self, checks: tuple[Check, ...]) -> Any:
         """The expectation suite of ``checks``."""
@@ -118,18 +119,33 @@ class _Gx:
             expectations=[self.expectation(c) for c in checks],
         )
 
-    def batch(self, frame: pd.DataFrame) -> Any:
-        """A batch of ``frame`` (great-expectations fingerprints the frame here)."""
-        return self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    def validate(self, frame: pd.DataFrame, suite: Any) -> Any:
+        """Validate ``frame`` against ``suite``: the time spent here is great-expectations' own.
 
-    @staticmethod
-    def validate(batch: Any, suite: Any) -> Any:
-        """``batch.validate``: the time spent here is great-expectations' own."""
-        return batch.validate(suite, result_format={
+        ``Batch.validate`` (what ``batch_definition.get_batch(...).validate(suite)`` does)
+        builds a validator that gets the batch again, fingerprinting the whole frame a
+        second time: so the validator is built here straight from the batch definition and
+        the frame, as ``Batch.validate`` and ``ValidationDefinition.run`` build it, and
+        great-expectations gets (and fingerprints) the batch once.
+        """
+        result_format = {
             "result_format": "COMPLETE",
             "partial_unexpected_count": 0,
             "return_unexpected_index_query": False,
-        })
+        }
+        validator = self._v1_validator(frame, result_format)
+        if validator is None:  # pragma: no cover - a great-expectations without it
+            batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+            return batch.validate(suite, result_format=result_format)
+        return validator.validate_expectation_suite(suite)
+
+    def _v1_validator(self, frame: pd.DataFrame, result_format: dict[str, Any]) -> Any:
+        try:
+            from great_expectations.validator.v1_validator import Validator
+        except ImportError:  # pragma: no cover
+            return None
+        return Validator(batch_definition=self.batch_definition, batch_parameters={"dataframe": frame},
+                         result_format=result_format)
 
     @staticmethod
     def failing_rows(result: Any, checks: tuple[Check, ...]) -> dict[str, np.ndarray]:
@@ -179,6 +195,57 @@ def _raise_on_exception(check_id: str, info: Any) -> None:
 # -------------------------------------------------------------------------- result ---
 
 
+WITHDRAWN = "withdrawn_row"
+"""The reason code of a row of the previous submission missing from this one."""
+
+
+def _empty_withdrawn() -> pd.DataFrame:
+    return pd.DataFrame({
+        "previous_row": pd.Series([], dtype="Int64"), "participant_id": pd.Series([], dtype="str"),
+        "metric": pd.Series([], dtype="str"), "date": pd.Series([], dtype="datetime64[ns]"),
+        "value": pd.Series([], dtype="float64"), "code": pd.Series([], dtype="str"),
+        "severity": pd.Series([], dtype="str"), "message": pd.Series([], dtype="str"),
+    })
+
+
+def _withdrawn(current: pd.DataFrame, previous: pd.DataFrame, severity: str) -> pd.DataFrame:
+    """Rows of ``previous`` (pseudonymised ``participant_id``, ``metric``, ``date``, and
+    ``value`` and ``row`` if it has them) whose participant, metric and date no row of
+    ``current`` has: withdrawn from the submission."""
+    keys = ["participant_id", "metric", "date"]
+    if not len(previous) or any(k not in previous.columns for k in keys):
+        return _empty_withdrawn()
+    prev = pd.DataFrame({
+        "participant_id": previous["participant_id"].astype("str"),
+        "metric": previous["metric"].astype("str"),
+        "date": pd.to_datetime(previous["date"]).astype("datetime64[ns]"),
+        "value": (pd.to_numeric(previous["value"], errors="coerce").astype("float64")
+                  if "value" in previous.columns else np.nan),
+        "previous_row": (pd.to_numeric(previous["row"], errors="coerce").astype("Int64")
+                         if "row" in previous.columns else pd.NA),
+    }).reset_index(drop=True)
+    prev = prev[previous["participant_id"].notna().to_numpy() & previous["metric"].notna().to_numpy()
+                & prev["date"].notna().to_numpy()]
+    cur = pd.DataFrame({
+        "participant_id": current["participant_id"].astype("str"),
+        "metric": current["metric"].astype("str"),
+        "date": current["date"].astype("datetime64[ns]"),
+    })[current[keys].notna().all(axis=1).to_numpy()].drop_duplicates()
+    m = prev.merge(cur.assign(_here=True), on=keys, how="left")
+    gone = m[m["_here"].isna()].drop(columns="_here").drop_duplicates(keys).reset_index(drop=True)
+    if not len(gone):
+        return _empty_withdrawn()
+    where = gone["previous_row"].map(lambda r: "" if pd.isna(r) else f" (row {int(r)} there)").astype("str")
+    what = np.where(gone["metric"] == measured.ENROLMENT, "the enrolment", gone["metric"].astype(object))
+    message = (pd.Series(what, dtype="str") + " of " + gone["participant_id"] + " on "
+               + gone["date"].dt.strftime("%Y-%m-%d") + where
+               + " was submitted before and is missing from this submission; a withdrawal is a"
+               + " restatement: send the row again, or correct it as the contract provides (true-up)")
+    out = gone.assign(code=WITHDRAWN, severity=severity, message=message)
+    return out[list(_empty_withdrawn().columns)].astype(
+        {"participant_id": "str", "metric": "str", "code": "str", "severity": "str", "message": "str"})
+
+
 def _empty_failures() -> pd.DataFrame:
     return pd.DataFrame({
         "row": pd.Series([], dtype="Int64"), "source": pd.Series([], dtype="str"),
@@ -219,12 +286,27 @@ class ValidationResult:
     key_id: str
     """Fingerprint of the pseudonymisation key."""
     sources: tuple[str, ...]
+    withdrawn: pd.DataFrame = field(default_factory=lambda: _empty_withdrawn())
+    """Rows of the previous submission (``previous``) missing from this one, by participant,
+    metric and date: ``previous_row`` (its row number there, if known), ``participant_id``
+    (pseudonymised), ``metric``, ``date``, ``value``, ``code`` (``withdrawn_row``),
+    ``severity`` (that of ``restated_row`` in the contract) and ``message``.  They are not
+    input rows, so they are neither accepted nor quarantined; if critical, the submission
+    is on hold."""
+    previous_rows: int = 0
+    """Rows of the previous submission compared with (0 without one)."""
     timings: Mapping[str, float] = field(default_factory=dict)
-    """Seconds: ``total``, ``great_expectations`` (only inside ``batch.validate``: building
-    the suite, ``get_batch`` and reading the results back are ours), ``overhead`` (the
-    rest), and ``step_<stage>`` for each stage (``parse``, ``pseudonymise``, ``derive``,
-    ``compact``, ``gx_batch``, ``great_expectations``, ``gx_results``, ``map_failures``,
-    ``restatements``, ``assemble``, ...)."""
+    """Seconds: ``total``; ``great_expectations``, the time inside great-expectations'
+    validation of the suites (:meth:`_Gx.validate`: it gets the batch -- fingerprinting the
+    frame once -- and evaluates every expectation); ``overhead``, the rest (parsing,
+    deriving, building the frames and suites, reading results back, reporting, and
+    waiting for the pseudonyms); ``step_<stage>`` for each stage (``parse``,
+    ``pseudonymise``, ``derive``, ``compact``, ``great_expectations``, ``gx_results``,
+    ``pseudonymise_wait``, ``map_failures``, ``restatements``, ``assemble``, ...);
+    ``cpu_total``, ``cpu_great_expectations`` and ``cpu_step_<stage>``, the same in CPU
+    time of this process (a worker process's is not included); and
+    ``pseudonymised_in_worker``, 1.0 when the identifiers were hashed in a worker process
+    while the checks ran (see :meth:`PseudonymKey.start_pseudonym_array`), else 0.0."""
 
     @property
     def n_accepted(self) -> int:
@@ -233,6 +315,11 @@ class ValidationResult:
     @property
     def n_quarantined(self) -> int:
         return len(self.quarantined)
+
+    @property
+    def n_withdrawn(self) -> int:
+        """Rows of the previous submission missing from this one (see :attr:`withdrawn`)."""
+        return len(self.withdrawn)
 
     @property
     def n_flagged(self) -> int:
@@ -251,7 +338,8 @@ class ValidationResult:
 
     def summary(self) -> pd.DataFrame:
         """One line per reason code found: severity, rows, share of the submission, and an
-        example message."""
+        example message; withdrawn rows of the previous submission (``withdrawn_row``) last,
+        their share being of the previous submission's rows."""
         reasons = self.reasons
         rows = []
         f = self.failures
@@ -263,6 +351,15 @@ class ValidationResult:
                 "rows": count,
                 "share": count / self.rows if self.rows else 1.0,
                 "example": f"{sub['source'].iloc[0]}: {sub['message'].iloc[0]}" if len(sub) else "",
+            })
+        if len(self.withdrawn):
+            w = self.withdrawn.iloc[0]
+            rows.append({
+                "code": WITHDRAWN,
+                "severity": str(w["severity"]),
+                "rows": len(self.withdrawn),
+                "share": len(self.withdrawn) / self.previous_rows if self.previous_rows else 1.0,
+                "example": f"previous submission: {w['message']}",
             })
         frame = pd.DataFrame(rows, columns=["code", "severity", "rows", "share", "example"])
         return frame.set_index("code")
@@ -288,6 +385,15 @@ class ValidationResult:
             "flagged": self.n_flagged,
             "quarantined": self.n_quarantined,
             "reasons": self.reasons,
+            "withdrawn": self.n_withdrawn,
+            "withdrawn_rows": [
+                {"previous_row": None if pd.isna(r.previous_row) else int(r.previous_row),
+                 "participant_id": str(r.participant_id), "metric": str(r.metric),
+                 "date": None if pd.isna(r.date) else pd.Timestamp(r.date).date().isoformat(),
+                 "value": None if pd.isna(r.value) else float(r.value),
+                 "code": str(r.code), "severity": str(r.severity)}
+                for r in self.withdrawn.itertuples(index=False)
+            ],
             "hold": self.hold,
             "hold_reasons": list(self.hold_reasons),
             "tolerance": str(self.tolerance),
@@ -296,16 +402,19 @@ class ValidationResult:
 
     def __repr__(self) -> str:
         hold = ", HOLD" if self.hold else ""
+        gone = f", {self.n_withdrawn} withdrawn" if self.n_withdrawn else ""
         return (f"<ValidationResult {self.contract_id} v{self.contract_version}: {self.rows} rows,"
                 f" {self.n_accepted} accepted ({self.n_flagged} flagged),"
-                f" {self.n_quarantined} quarantined{hold}>")
+                f" {self.n_quarantined} quarantined{gone}{hold}>")
 
     def _repr_html_(self) -> str:
         state = ("<b style='color:#b00'>payment hold</b>: " + html.escape("; ".join(self.hold_reasons))
                  if self.hold else "<b style='color:#070'>no hold</b>")
         head = (f"<p><b>Validation of {html.escape(self.contract_id)} v{self.contract_version}</b>: "
                 f"{self.rows} rows, {self.n_accepted} accepted ({self.n_flagged} flagged), "
-                f"{self.n_quarantined} quarantined; {state}</p>")
+                f"{self.n_quarantined} quarantined"
+                + (f", {self.n_withdrawn} rows of the previous submission withdrawn" if self.n_withdrawn else "")
+                + f"; {state}</p>")
         summ = self.summary()
         table = summ.to_html(float_format=lambda x: f"{x:.1%}") if len(summ) else "<p>Every check passed.</p>"
         return head + table
@@ -342,7 +451,7 @@ def validate(
     """
     if key is None:
         key = PseudonymKey.from_environment()
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     if isinstance(data, RawOutcomes):
         raw = data
     elif isinstance(data, pd.DataFrame):
@@ -368,8 +477,10 @@ def validate(
             failures.add(sub["pos"].to_numpy(), sub["column"].iloc[0] or "(line)", sub["value"], check, code,
                          sub["message"])
 
-    # 2. the structure of each file
-    required = measured.required_columns(contract)
+    # 2. the structure of each file (the columns the terms need on any date)
+    regimes = _regimes(contract)
+    required = tuple(c for c in measured.COLUMN_NAMES
+                     if any(c in measured.required_columns(r.terms) for r in regimes))
     own("columns", "missing_column", "every required column is present: " + ", ".join(required))
     own("separator", "wrong_delimiter", "columns are separated by ',' or ';'")
     structure_failed = np.zeros(n, dtype=bool)
@@ -397,13 +508,15 @@ def validate(
             frame = frame.assign(**{name: pd.Series(pd.NA, index=frame.index, dtype="str")})
 
     laps: dict[str, float] = {}
-    lap = time.perf_counter()
+    cpu_laps: dict[str, float] = {}
+    lap, cpu_lap = time.perf_counter(), time.process_time()
 
     def mark(name: str) -> None:
-        nonlocal lap
-        now = time.perf_counter()
+        nonlocal lap, cpu_lap
+        now, cpu_now = time.perf_counter(), time.process_time()
         laps[name] = laps.get(name, 0.0) + now - lap
-        lap = now
+        cpu_laps[name] = cpu_laps.get(name, 0.0) + cpu_now - cpu_lap
+        lap, cpu_lap = now, cpu_now
 
     mark("read_and_structure")
     # 3. types
@@ -412,59 +525,95 @@ def validate(
     typed = measured.parse(frame, raw.decimal_comma, failures)
     for name in ("cohort", "group", "municipality", "contract_id", "metric", "participant_id"):
         if name not in typed:
-            typed[name] = pd.Series(pd.NA, index=typed.index, dtype="str")
+            typed[name] = _blank(typed.index)
 
     mark("parse")
-    # 4. pseudonyms: each distinct identifier is hashed once
+    # 4. pseudonyms: each distinct identifier is hashed once, in a worker process (for
+    # many identifiers) while the checks below run; collected before anything is reported
     codes, uniques = _participants(typed["participant_id"])
-    pseudonym = measured.categorical(codes, _pseudonym_index(key, uniques), typed.index)
-    pid = codes.astype(np.int64)
-    del codes
+    job = key.start_pseudonym_array(*_packed_utf8(uniques), distinct=True)
+    try:
+        pid = codes.astype(np.int64)
 
-    mark("pseudonymise")
-    # 5. the checks generated from the contract, run by great-expectations
-    is_enr = measured.enrolment_rows(typed["metric"])
-    links = measured.link(typed, pid, is_enr)
-    checks = measured.plan_checks(contract)
-    cf = measured.check_frame(contract, typed, pid, links, is_enr, {col for c in checks for col in c.columns})
-    cf["is_enrolment"] = pd.Series(is_enr, index=typed.index, copy=False)
-    cf["is_outcome"] = pd.Series(typed["metric"].notna().to_numpy(dtype=bool) & ~is_enr, index=typed.index,
-                                 copy=False)
-    for c in checks:
-        for col in c.columns:
-            if col not in cf:
-                cf[col] = pd.Series(pd.NA, index=typed.index, dtype="str")
-    gx = _Gx.get()
-    is_out = cf["is_outcome"].to_numpy()
-    failing: dict[str, np.ndarray] = {c.id: np.zeros(0, np.int64) for c in checks}
-    for where, mask in (("all", None), ("enrolment", is_enr), ("outcome", is_out)):
-        group = tuple(c for c in checks if c.where == where)
-        if not group or not n or (mask is not None and not mask.any()):
-            continue
-        mark("derive")
-        sub = _compact(cf, group, n, None if mask is None else np.flatnonzero(mask))
-        mark("compact")
-        suite, batch = gx.suite(group), gx.batch(sub)
-        mark("gx_batch")
-        result = gx.validate(batch, suite)
-        mark("great_expectations")
-        failing.update(gx.failing_rows(result, group))
-        del result, batch, sub
-        mark("gx_results")
-    for c in checks:
-        engine_of[c.id] = "great_expectations"
-        check_rows.append({"check": c.id, "code": c.code, "engine": "great_expectations",
-                           "description": c.description})
-        rows = failing[c.id]
-        if c.id == "participant_unique":
-            rows = rows[~links.first_enrolment[rows]]
-        if not rows.size:
-            continue
+        mark("pseudonymise")
+        # 5. the checks generated from the contract, run by great-expectations: each row
+        # against the terms in force on its date (contract.at(date)); terms that differ only
+        # in what validation does not read (prices, ...) are one regime
+        is_enr = measured.enrolment_rows(typed["metric"])
+        links = measured.link(typed, pid, is_enr)
+        is_out = typed["metric"].notna().to_numpy(dtype=bool) & ~is_enr
+        in_regime = _regime_of_rows(regimes, typed["date"])
+        gx = _Gx.get()
+        found: list[tuple[_Regime, Check, np.ndarray, dict[str, pd.Series]]] = []
+        across_done = False
+        for k, regime in enumerate(regimes):
+            mine = None if in_regime is None else in_regime == k
+            if mine is not None and not mine.any():
+                continue
+            checks = regime.checks
+            cf = measured.check_frame(regime.terms, typed, pid, links, is_enr,
+                                      {col for c in checks for col in c.columns})
+            for c in checks:
+                for col in c.columns:
+                    if col not in cf:
+                        cf[col] = _blank(typed.index)
+            failing: dict[str, np.ndarray] = {c.id: np.zeros(0, np.int64) for c in checks}
+            runs: list[tuple[tuple[Check, ...], np.ndarray | None]] = []
+            for where, where_mask in (("all", None), ("enrolment", is_enr), ("outcome", is_out)):
+                group = tuple(c for c in checks if c.where == where and (mine is None or c.id not in _ACROSS))
+                runs.append((group, where_mask if mine is None else
+                             (mine if where_mask is None else mine & where_mask)))
+            if mine is not None and not across_done:
+                # a check across rows (uniqueness) sees every row, whatever its terms
+                runs.append((tuple(c for c in checks if c.id in _ACROSS), is_enr))
+                across_done = True
+            for group, mask in runs:
+                if not group or not n or (mask is not None and not mask.any()):
+                    continue
+                mark("derive")
+                sub = _compact(cf, group, n, None if mask is None else np.flatnonzero(mask))
+                suite = gx.suite(group)
+                mark("compact")
+                result = gx.validate(sub, suite)
+                mark("great_expectations")
+                failing.update(gx.failing_rows(result, group))
+                del result, sub
+                mark("gx_results")
+            for c in checks:
+                rows = failing[c.id]
+                if c.id == "participant_unique":
+                    rows = rows[~links.first_enrolment[rows]]
+                if rows.size:
+                    found.append((regime, c, rows, cf))
+            del cf
+        pseudonym = measured.categorical(codes, _pseudonym_index(job.result()), typed.index)
+        in_worker = job.background
+    finally:
+        job.close()
+    del codes
+    mark("pseudonymise_wait")
+    described: dict[str, int] = {}
+    for regime in regimes:
+        for c in regime.checks:
+            if c.id in described:
+                row = check_rows[described[c.id]]
+                if c.description not in row["description"]:
+                    row["description"] += f"; from {regime.start}: {c.description}"
+                continue
+            engine_of[c.id] = "great_expectations"
+            described[c.id] = len(check_rows)
+            check_rows.append({"check": c.id, "code": c.code, "engine": "great_expectations",
+                               "description": c.description})
+    for regime, c, rows, cf in found:
         report = c.report
         shown = typed[report].iloc[rows] if report in typed else _at(cf[c.columns[0]], rows)
         if report == "participant_id":
             shown = pseudonym.iloc[rows]
-        failures.add(rows, report, shown, c.id, c.code, _messages(c, cf, rows, shown))
+        messages = _messages(c, cf, rows, shown)
+        if c.id in regime.notes:
+            messages = messages + regime.notes[c.id]
+        failures.add(rows, report, shown, c.id, c.code, messages)
+    del found
 
     mark("map_failures")
     # 6. restatements of an earlier submission
@@ -481,6 +630,18 @@ def validate(
             failures.add(pos, "value", typed["value"].iloc[pos], "restatement", "restated_row",
                          "value " + new + " differs from the " + oldv + " submitted before" + where
                          + "; a correction is a true-up, not a silent change")
+
+    # ... and rows of the earlier submission missing from this one (not input rows: reported
+    # apart, with the severity the contract gives restatements)
+    own("withdrawal", WITHDRAWN, "every row of the previous submission is still there (a withdrawal is a"
+        " restatement: it follows the severity of restated_row)")
+    withdrawn_severity = _severity(contract, "restated_row")
+    withdrawn, previous_rows = _empty_withdrawn(), 0
+    if previous is not None:
+        prev = previous.accepted if isinstance(previous, ValidationResult) else previous
+        previous_rows = len(prev)
+        current_keys = pd.DataFrame({"participant_id": pseudonym, "metric": typed["metric"], "date": typed["date"]})
+        withdrawn = _withdrawn(current_keys, prev, withdrawn_severity)
 
     mark("restatements")
     # 7. severity, structure first, then rows of quarantined enrolments
@@ -539,6 +700,15 @@ def validate(
     if structure_failed.any():
         bad = sorted({Path(f.name).name for f in raw.files if structure_failed[f.first:f.first + f.rows].any()})
         hold_reasons.append(f"structure problem (missing column or wrong separator) in {', '.join(bad)}")
+    if len(withdrawn) and withdrawn_severity == "critical":
+        first = withdrawn.iloc[0]
+        there = "" if pd.isna(first["previous_row"]) else f", row {int(first['previous_row'])} there"
+        hold_reasons.append(
+            f"{len(withdrawn)} row{'s' if len(withdrawn) != 1 else ''} of the previous submission"
+            f" {'are' if len(withdrawn) != 1 else 'is'} missing from this one ({WITHDRAWN}, e.g. {first['metric']}"
+            f" of {first['participant_id']} on {pd.Timestamp(first['date']).date().isoformat()}{there});"
+            " a withdrawal is a restatement, and restatements are critical under this contract"
+            + (f" [{contract.data_quality.clause}]" if contract.data_quality.clause else ""))
     if n and len(q_pos) / n > float(tol):
         top = fails[fails["severity"] == "critical"].drop_duplicates("row")["code"].value_counts()
         hold_reasons.append(
@@ -550,6 +720,8 @@ def validate(
     failed_by = fails.dropna(subset=["row"]).drop_duplicates(["check", "row"]).groupby("check").size()
     checks_frame["severity"] = checks_frame["code"].map(lambda c: _severity(contract, str(c)))
     checks_frame["failed"] = checks_frame["check"].map(failed_by).fillna(0).astype("int64")
+    checks_frame.loc[checks_frame["check"] == "withdrawal", ["severity", "failed"]] = [withdrawn_severity,
+                                                                                       len(withdrawn)]
     checks_frame = checks_frame[["check", "code", "engine", "severity", "description", "failed"]]
 
     mark("assemble")
@@ -569,9 +741,118 @@ def validate(
         tolerance=tol,
         key_id=key.id,
         sources=tuple(f.name for f in raw.files),
+        withdrawn=withdrawn,
+        previous_rows=previous_rows,
         timings={"total": total, "great_expectations": gx_seconds, "overhead": total - gx_seconds,
-                 **{f"step_{k}": v for k, v in laps.items()}},
+                 "pseudonymised_in_worker": float(in_worker),
+                 **{f"step_{k}": v for k, v in laps.items()},
+                 "cpu_total": time.process_time() - cpu_start,
+                 "cpu_great_expectations": cpu_laps.get("great_expectations", 0.0),
+                 **{f"cpu_step_{k}": v for k, v in cpu_laps.items()}},
     )
+
+
+# ------------------------------------------------------------------ terms by date ---
+
+
+_ACROSS = frozenset({"participant_unique"})
+"""Checks of a relation between rows (not of each row): with several regimes they run once,
+over every row (what they read does not depend on the terms)."""
+
+
+@dataclass(frozen=True)
+class _Regime:
+    """The terms validation reads, in force from ``start`` (``None``: as signed) until the
+    next regime's start."""
+
+    start: date | None
+    terms: Contract
+    checks: tuple[Check, ...]
+    notes: Mapping[str, str]
+    """Check id -> what is appended to its failure messages: the amendments that made the
+    check differ from the contract as signed."""
+
+
+def _plan(terms: Contract, signed: Contract) -> tuple[Check, ...]:
+    """The checks of ``terms``, except that a cohort an amendment removed stays known: its
+    rows are not bad data but rows the evaluation leaves out (``dropped_cohort``, stated in
+    its notes), and a submission holding them is not put on hold for it."""
+    checks = measured.plan_checks(terms)
+    ids = [k.id for k in terms.timeline.cohorts]
+    old = [k.id for k in signed.timeline.cohorts]
+    known = old + [k for k in ids if k not in old]
+    if known == ids:
+        return checks
+    out = []
+    for c in checks:
+        if c.id == "cohort_known":
+            c = replace(c, value_set=tuple(known), message=(
+                f"'{{value}}' is not a cohort of the contract (known: {', '.join(known)})"))
+        out.append(c)
+    return tuple(out)
+
+
+def _check_inputs(terms: Contract, signed: Contract) -> dict[str, Any]:
+    """Check id -> everything of ``terms`` its outcome depends on: the check itself (value
+    sets, bounds, message) and the terms its derived columns are computed from."""
+    def metrics(field: str) -> tuple[tuple[str, Any], ...]:
+        return tuple((m.id, getattr(m, field)) for m in terms.metrics)
+
+    cohorts = tuple((k.id, k.enrolment_start, k.enrolment_end) for k in terms.timeline.cohorts)
+    pre = tuple(sorted(measured.pre_metrics(terms)))
+    derived: dict[str, Any] = {
+        "enrolment_opens": cohorts, "enrolment_closes": cohorts,
+        "value_not_negative": metrics("type"), "event_value": metrics("type"), "binary_value": metrics("type"),
+        "value_min": metrics("min_value"), "value_max": metrics("max_value"),
+        "within_window": (metrics("window_months"), pre),
+        "prerequisites_first": (measured.requirements(terms), pre),
+        "claim_limit": (measured.claim_limits(terms), pre),
+        "date_in_term": pre, "after_enrolment": pre,
+    }
+    return {c.id: (c, derived.get(c.id)) for c in _plan(terms, signed)}
+
+
+def _regimes(contract: Contract) -> list[_Regime]:
+    """The successive terms validation applies, by date: the contract as signed, then the
+    terms in force from each amendment's effective date (``contract.at(date)``) where they
+    change what validation checks.  Without amendments, just the contract."""
+    if not contract.amendments:
+        return [_Regime(None, contract, measured.plan_checks(contract), {})]
+    signed = contract if contract.in_force_on is None else contract.at(date.min)
+    base = _check_inputs(signed, signed)
+    regimes = [_Regime(None, signed, measured.plan_checks(signed), {})]
+    inputs, changed_by = base, dict[str, str]()
+    for when in sorted({a.effective for a in contract.amendments}):
+        terms = contract.at(when)
+        now = _check_inputs(terms, signed)
+        if now == inputs:
+            continue  # nothing validation reads changed (e.g. a price)
+        named = "; ".join(f"{a.id} ({a.clause})" for a in contract.amendments if a.effective == when)
+        for cid in set(now) | set(inputs):
+            if now.get(cid) != inputs.get(cid):
+                changed_by[cid] = f" [terms as amended by {named}, in force from {when.isoformat()}]"
+        notes = {cid: note for cid, note in changed_by.items() if now.get(cid) != base.get(cid)}
+        regimes.append(_Regime(when, terms, _plan(terms, signed), notes))
+        inputs = now
+    return regimes
+
+
+def _regime_of_rows(regimes: list[_Regime], dates: pd.Series) -> np.ndarray | None:
+    """Per row, the place in ``regimes`` of the terms in force on its date (an undated row:
+    the terms as signed); ``None`` when there is one regime."""
+    if len(regimes) == 1:
+        return None
+    starts = np.array([np.datetime64(r.start, "ns") for r in regimes[1:]], dtype="datetime64[ns]")
+    d = dates.to_numpy(dtype="datetime64[ns]")
+    out: np.ndarray = np.searchsorted(starts, d, side="right")
+    out[np.isnat(d)] = 0
+    return out
+
+
+def _blank(index: pd.Index) -> pd.Series:
+    """A text column left empty (a column the submission does not have), as a category
+    without categories: one byte a row, where text would need an offset a row."""
+    return measured.categorical(np.full(len(index), -1, dtype=np.int8), pd.Index([], dtype="str"), index)
 
 
 def _participants(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -585,20 +866,39 @@ def _participants(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes, cats
 
 
-def _utf8(texts: pd.Index) -> Iterator[bytes]:
-    """The UTF-8 bytes of each of ``texts``, a chunk of texts at a time (so that no
-    Python object per text is kept for long)."""
+def _packed_utf8(texts: pd.Index) -> tuple[Any, np.ndarray]:
+    """The UTF-8 bytes of distinct, non-missing ``texts`` packed one after the other, and
+    the offsets where each starts (and the last ends): Arrow-backed text is already held
+    so, and is used in place; other text is encoded a chunk at a time."""
+    arrow = getattr(texts.array, "__arrow_array__", None)
+    if arrow is not None:
+        import pyarrow as pa
+
+        chunked = arrow()
+        arr = chunked.combine_chunks() if isinstance(chunked, pa.ChunkedArray) else chunked
+        if arr.null_count == 0 and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            kind = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+            buffers = arr.buffers()
+            if buffers[2] is None:  # only empty texts
+                return b"", np.zeros(len(arr) + 1, dtype=np.int64)
+            offsets = np.frombuffer(buffers[1], dtype=kind, count=len(arr) + 1,
+                                    offset=arr.offset * np.dtype(kind).itemsize)
+            return buffers[2], offsets.astype(np.int64)
     step = 8192
+    parts: list[bytes] = []
+    lengths = np.zeros(len(texts) + 1, dtype=np.int64)
     for start in range(0, len(texts), step):
-        yield from map(str.encode, texts[start:start + step].astype("str").tolist())
+        encoded = list(map(str.encode, texts[start:start + step].astype("str").tolist()))
+        lengths[start + 1:start + 1 + len(encoded)] = [len(e) for e in encoded]
+        parts.append(b"".join(encoded))
+    return b"".join(parts), np.cumsum(lengths)
 
 
-def _pseudonym_index(key: PseudonymKey, identifiers: pd.Index) -> pd.Index:
-    """The pseudonyms of distinct ``identifiers``, in order, as a text index (Arrow-backed,
-    built straight on the bytes :meth:`PseudonymKey.pseudonym_array` returns)."""
+def _pseudonym_index(names: np.ndarray) -> pd.Index:
+    """Pseudonyms given as fixed-width bytes (:meth:`PseudonymKey.pseudonym_array`) as a
+    text index (Arrow-backed, built straight on those bytes)."""
     import pyarrow as pa
 
-    names = key.pseudonym_array(_utf8(identifiers), distinct=True)
     width = names.dtype.itemsize
     offsets = np.arange(0, (names.size + 1) * width, width, dtype=np.int64)
     arr = pa.Array.from_buffers(pa.large_string(), names.size, [None, pa.py_buffer(offsets), pa.py_buffer(names)])
@@ -673,8 +973,9 @@ _OTHER = {
 
 def _flags(fails: pd.DataFrame, positions: np.ndarray, n: int) -> pd.Series:
     warn = fails[(fails["severity"] == "warning") & fails["row"].notna()]
-    if not len(warn):
-        return pd.Series("", index=pd.RangeIndex(len(positions)), dtype="str")
+    if not len(warn):  # no flags: one category, one byte a row
+        return measured.categorical(np.zeros(len(positions), dtype=np.int8), pd.Index([""], dtype="str"),
+                                    pd.RangeIndex(len(positions)))
     out = pd.Series("", index=pd.RangeIndex(n), dtype="str")
     g = warn.drop_duplicates(["row", "code"]).groupby(warn["row"].astype("int64") - 1)["code"].agg(";".join)
     out.loc[g.index] = g.to_numpy()
@@ -689,6 +990,7 @@ def _accepted(
     every = pos.size == len(critical)  # nothing quarantined: the columns are taken whole
     n = len(typed)
     src: np.ndarray | None = None
+    last: tuple[np.ndarray, np.ndarray] | None = None
 
     def take(col: pd.Series, rows: np.ndarray | None) -> pd.Series:
         return col.reset_index(drop=True) if rows is None else col.iloc[rows].reset_index(drop=True)
@@ -712,7 +1014,9 @@ def _accepted(
                 if src is None:  # each accepted row's enrolment row (itself if none)
                     er = links.enrolment_row[pos]
                     src = np.where(er >= 0, er, pos)
-                own = take(col, np.where(missing[pos], src, pos))
+                if last is None or not np.array_equal(missing, last[0]):
+                    last = (missing, np.where(missing[pos], src, pos))  # the same for most columns
+                own = take(col, last[1])
         else:
             own = take(col, None if every else pos)
         if name == "group":

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sib_engine.contract import CHECK_CODES
-from sib_engine.loader import load_contract
+from sib_engine.loader import load_contract, parse_contract
 from sib_engine.privacy import PseudonymKey
-from sib_engine.validation import ValidationResult, validate
+from sib_engine.validation import WITHDRAWN, ValidationResult, validate
 
 DATA = Path(__file__).parent / "data"
 CONTRACT = load_contract(DATA / "contracts" / "kitchen.yaml")
@@ -41,6 +41,8 @@ CASES: dict[str, tuple[str, int, int, int, bool]] = {
     "mixed_encodings.csv": ("bad_encoding", 16, 15, 1, True),
     "utf16.csv": ("bad_encoding", 16, 0, 16, True),
     "restated_row.csv": ("restated_row", 16, 15, 1, True),
+    # a row of the previous submission missing: reported apart (not an input row), on hold
+    "withdrawn_row.csv": ("withdrawn_row", 15, 15, 0, True),
     # the fixture contract makes claim_limit_exceeded a warning: accepted and flagged
     "claim_limit_exceeded.csv": ("claim_limit_exceeded", 17, 17, 0, False),
     "unknown_participant.csv": ("unknown_participant", 17, 16, 1, True),
@@ -80,11 +82,13 @@ def test_every_broken_file_has_a_case() -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_broken_file(name: str, baseline: ValidationResult) -> None:
     code, rows, accepted, quarantined, hold = CASES[name]
-    previous = baseline if name == "restated_row.csv" else None
+    previous = baseline if name in ("restated_row.csv", "withdrawn_row.csv") else None
     r = validate(CONTRACT, DATA / "invalid" / name, key=KEY, previous=previous)
     assert r.rows == r.n_accepted + r.n_quarantined
     assert (r.rows, r.n_accepted, r.n_quarantined) == (rows, accepted, quarantined)
-    assert code in r.reasons, r.reasons
+    assert code in (r.reasons if code != WITHDRAWN else {WITHDRAWN: r.n_withdrawn} if r.n_withdrawn else {}), \
+        r.reasons
+    assert code in r.summary().index
     assert r.hold is hold, r.hold_reasons
     assert set(r.failures["code"]) <= set(CHECK_CODES)
     assert list(r.failures.columns) == ["row", "source", "column", "value", "check", "code", "severity", "message"]
@@ -121,6 +125,50 @@ def test_restatement_against_an_accepted_frame(baseline: ValidationResult) -> No
     assert r.reasons == {"restated_row": 1}
     msg = r.failures["message"].iloc[0]
     assert "150" in msg and "120" in msg and "true-up" in msg
+
+
+def test_withdrawn_row_is_reported_apart(baseline: ValidationResult) -> None:
+    """A row of the earlier submission missing from this one cannot be quarantined (it is
+    not an input row): it is listed in ``withdrawn``, in the summary and the JSON, and (as
+    restatements are critical under the fixture contract) the submission is on hold."""
+    r = validate(CONTRACT, DATA / "invalid" / "withdrawn_row.csv", key=KEY, previous=baseline)
+    assert (r.rows, r.n_accepted, r.n_quarantined, r.n_withdrawn, r.previous_rows) == (15, 15, 0, 1, 16)
+    assert r.reasons == {} and r.failures.empty
+    w = r.withdrawn.iloc[0]
+    assert (int(w["previous_row"]), w["metric"], str(w["date"].date()), w["code"], w["severity"]) == (
+        7, "completes_50", "2024-08-01", WITHDRAWN, "critical")
+    assert w["participant_id"].startswith("demo-") and "A001" not in w["message"]
+    assert "missing from this submission" in w["message"] and "(row 7 there)" in w["message"]
+    assert any("1 row of the previous submission is missing" in h and WITHDRAWN in h for h in r.hold_reasons)
+    j = r.to_json()
+    assert j["withdrawn"] == 1 and j["withdrawn_rows"][0]["previous_row"] == 7 and j["hold"] is True
+    assert "A001" not in str(j)
+    assert r.summary().loc[WITHDRAWN, "rows"] == 1 and r.summary().loc[WITHDRAWN, "share"] == 1 / 16
+    assert "1 withdrawn" in repr(r) and "withdrawn" in r._repr_html_()
+    assert r.checks.set_index("check").loc["withdrawal", "failed"] == 1
+    # against the accepted frame (what storage hands back) the same row is found
+    again = validate(CONTRACT, DATA / "invalid" / "withdrawn_row.csv", key=KEY, previous=baseline.accepted)
+    assert again.withdrawn[["previous_row", "metric"]].values.tolist() == [[7, "completes_50"]]
+    # without an earlier submission there is nothing to compare
+    alone = validate(CONTRACT, DATA / "invalid" / "withdrawn_row.csv", key=KEY)
+    assert alone.n_withdrawn == 0 and alone.to_json()["withdrawn_rows"] == [] and not alone.hold
+
+
+def test_withdrawn_row_is_a_warning_where_restatements_are(baseline: ValidationResult) -> None:
+    """A contract that takes restatements as warnings (true-ups) takes withdrawals so too:
+    reported and flagged, no hold."""
+    text = (DATA / "contracts" / "kitchen.yaml").read_text()
+    relaxed = parse_contract(text.replace("    claim_limit_exceeded: warning\n",
+                                          "    claim_limit_exceeded: warning\n    restated_row: warning\n"))
+    r = validate(relaxed, DATA / "invalid" / "withdrawn_row.csv", key=KEY, previous=baseline)
+    assert r.n_withdrawn == 1 and not r.hold and r.hold_reasons == ()
+    assert r.withdrawn["severity"].tolist() == ["warning"]
+    assert r.summary().loc[WITHDRAWN, "severity"] == "warning"
+
+
+def test_a_changed_row_is_restated_not_withdrawn(baseline: ValidationResult) -> None:
+    r = validate(CONTRACT, DATA / "invalid" / "restated_row.csv", key=KEY, previous=baseline)
+    assert r.reasons == {"restated_row": 1} and r.n_withdrawn == 0
 
 
 def test_cascade_names_the_enrolment_row() -> None:

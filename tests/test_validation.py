@@ -4,6 +4,7 @@ generated from the contract, and the invariant rows = accepted + quarantined."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 import json
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from sib_engine.contract import CHECK_CODES
 from sib_engine.loader import load_contract, parse_contract
 from sib_engine.measured import Check
 from sib_engine.privacy import PseudonymKey
-from sib_engine.validation import GreatExpectationsError, ValidationResult, validate, validation_json
+from sib_engine.validation import WITHDRAWN, GreatExpectationsError, ValidationResult, validate, validation_json
 
 DATA = Path(__file__).parent / "data"
 CONTRACT_PATH = DATA / "contracts" / "kitchen.yaml"
@@ -69,7 +70,9 @@ def test_accepted_is_the_typed_measured_data_format(clean: ValidationResult) -> 
 
 def test_checks_table_lists_the_generated_suite(clean: ValidationResult) -> None:
     checks = clean.checks
-    assert set(checks["code"]) <= set(CHECK_CODES)
+    # withdrawn_row is a reason of the submission (rows of the previous one missing), with
+    # the contract's severity for restated_row
+    assert set(checks["code"]) <= set(CHECK_CODES) | {WITHDRAWN}
     gx = checks[checks["engine"] == "great_expectations"]
     assert len(gx) >= 20 and (gx["failed"] == 0).all()
     assert {"municipality_known", "age_eligible", "prior_eligible", "claim_limit", "prerequisites_first",
@@ -211,3 +214,123 @@ def test_blank_group_is_treatment_even_when_no_row_says_treatment() -> None:
     assert result.rows == result.n_accepted + result.n_quarantined
     groups = set(result.accepted.loc[result.accepted["metric"] == "enrolment", "group"].astype(str))
     assert "treatment" in groups
+
+
+# -------------------------------------------------------------- terms in force by date ---
+
+AMENDED = load_contract(DATA / "contracts" / "kitchen_amended.yaml")
+"""The fixture contract with an amendment from 2025-01-01 (ages up to 40 eligible, benefit
+days at most 300) and one from 2026 that changes only a price."""
+
+
+def _amended_rows(tmp_path: Path) -> Path:
+    extra = [
+        "test-kitchen,2,A004,enrolment,2025-03-01,,c2,treatment,GM0344,38,12",  # 38: eligible from 2025 only
+        "test-kitchen,2,A005,enrolment,2024-06-01,,c1,treatment,GM0344,38,12",  # 38 in 2024: ineligible
+        "test-kitchen,2,A004,benefit_days,2025-06-01,350,,,,,",  # 350 days: valid as signed, not after 2025
+        "test-kitchen,2,A002,benefit_days,2024-12-01,350,,,,,",  # 350 days in 2024: valid then
+        "test-kitchen,2,A004,job_6m,2026-03-01,1,,,,,",  # after the price-only amendment
+    ]
+    path = tmp_path / "amended.csv"
+    path.write_text(VALID.read_text().rstrip("\n") + "\n" + "\n".join(extra) + "\n")
+    return path
+
+
+def test_rows_are_checked_against_the_terms_in_force_on_their_date(tmp_path: Path) -> None:
+    path = _amended_rows(tmp_path)
+    r = validate(AMENDED, path, key=KEY)
+    assert r.rows == r.n_accepted + r.n_quarantined == 21
+    by_row = r.quarantined.set_index("row")
+    # valid only under the amended terms, dated after the amendment: accepted
+    assert {17, 20, 21} <= set(r.accepted["row"]) and 17 not in by_row.index
+    # valid only under the terms as signed, dated after the amendment: quarantined, naming it
+    assert by_row.loc[19, "reason"] == "value_out_of_range"
+    msg = by_row.loc[19, "message"]
+    assert "350 is above the metric's maximum 300" in msg
+    assert "older-trainees (Amendment 1, art. 2), in force from 2025-01-01" in msg
+    # before the amendment the signed terms apply (and the message names no amendment)
+    assert by_row.loc[18, "reason"] == "ineligible"
+    assert "(17-35) [Art. 3]" in by_row.loc[18, "message"] and "amended" not in by_row.loc[18, "message"]
+    assert set(r.quarantined["row"]) == {18, 19}
+    # the check list says what changed and from when
+    desc = r.checks.set_index("check").loc["age_eligible", "description"]
+    assert "17..35" in desc and "from 2025-01-01" in desc and "17..40" in desc
+
+    # the same rows against the contract as signed: the other way round
+    signed = validate(CONTRACT, path, key=KEY)
+    q = signed.quarantined.set_index("row")
+    assert q.loc[17, "reason"] == "ineligible" and q.loc[18, "reason"] == "ineligible"
+    assert 19 not in q.loc[q["reason"] == "value_out_of_range"].index
+
+
+def test_an_amendment_validation_does_not_read_adds_no_regime() -> None:
+    from sib_engine.validation import _regimes
+
+    assert [r.start for r in _regimes(AMENDED)] == [None, date(2025, 1, 1)]  # price-2026 changes a price only
+    assert len(_regimes(CONTRACT)) == 1
+    assert sorted(_regimes(AMENDED)[1].notes) == ["age_eligible", "value_max"]
+
+
+def test_a_cohort_an_amendment_removed_is_left_to_the_evaluation() -> None:
+    """Rows of a cohort an amendment dropped are not bad data: the evaluation leaves them
+    out (``dropped_cohort``) and says so; a changed enrolment window is applied."""
+    from sib_engine.validation import _regimes
+
+    brussels = load_contract(Path(__file__).parent.parent / "contracts" / "brussels_reemployment_2018.yaml")
+    later = _regimes(brussels)[1]
+    known = next(c for c in later.checks if c.id == "cohort_known")
+    assert "c2020" in known.value_set and "cohort_known" not in later.notes
+
+
+# ---------------------------------------------------------- pseudonyms in a worker ---
+
+
+def test_pseudonyms_from_the_worker_process_are_the_same() -> None:
+    import hashlib
+    import hmac
+
+    from sib_engine.privacy import PseudonymKey
+
+    key = PseudonymKey(b"a-test-key-of-some-length")
+    ids = [f"P{i:05d}" for i in range(300)] + ["é-ü", ""]
+    data = "".join(ids).encode("utf-8")
+    offsets = np.cumsum([0] + [len(i.encode("utf-8")) for i in ids])
+    job = key.start_pseudonym_array(data, offsets, distinct=True, background=True)
+    names = job.result()
+    assert job.background  # the worker ran
+    inline = key.start_pseudonym_array(data, offsets, distinct=True, background=False)
+    assert names.tolist() == inline.result().tolist() and not inline.background
+    expected = ["ps-" + hmac.new(b"a-test-key-of-some-length", i.encode(), hashlib.sha256).hexdigest()[:20]
+                for i in ids]
+    assert [n.decode() for n in names.tolist()] == expected == key.pseudonyms(ids)
+    # a job no longer wanted stops its worker
+    stopped = key.start_pseudonym_array(data, offsets, background=True)
+    stopped.close()
+    stopped.close()
+
+
+def test_validation_with_the_worker_gives_the_same_result(monkeypatch: pytest.MonkeyPatch,
+                                                           clean: ValidationResult) -> None:
+    from sib_engine import privacy
+
+    monkeypatch.setattr(privacy, "BACKGROUND_MIN", 1)
+    r = validate(CONTRACT, DATA / "invalid" / "duplicate_participant.csv", key=KEY)
+    assert r.timings["pseudonymised_in_worker"] == 1.0
+    assert clean.timings["pseudonymised_in_worker"] == 0.0  # 4 participants: hashed in place
+    monkeypatch.setattr(privacy, "BACKGROUND_MIN", 10**9)
+    same = validate(CONTRACT, DATA / "invalid" / "duplicate_participant.csv", key=KEY)
+    pd.testing.assert_frame_equal(r.accepted, same.accepted)
+    pd.testing.assert_frame_equal(r.quarantined, same.quarantined)
+    pd.testing.assert_frame_equal(r.failures, same.failures)
+
+
+def test_a_duplicate_enrolment_across_an_amendment_is_still_found(tmp_path: Path) -> None:
+    """Uniqueness is a relation between rows: it is checked over every row, not within the
+    rows of each stretch of terms."""
+    path = tmp_path / "dup.csv"
+    path.write_text(VALID.read_text().rstrip("\n")
+                    + "\ntest-kitchen,2,A001,enrolment,2025-02-01,,c1,treatment,GM0344,22,12\n")
+    r = validate(AMENDED, path, key=KEY)
+    codes = set(r.failures.loc[r.failures["row"] == 17, "code"])
+    assert "duplicate_participant" in codes, r.failures
+    assert r.rows == r.n_accepted + r.n_quarantined

@@ -55,6 +55,7 @@ def main() -> None:
         ("\n".join([HEADER, *mixed[:15]]) + "\n").encode("utf-8") + (mixed[15] + "\n").encode("cp1252"))
     write("utf16.csv", ROWS, encoding="utf-16")
     write("restated_row.csv", change(14, "value", "150"))
+    write("withdrawn_row.csv", [r for i, r in enumerate(ROWS, 1) if i != 7])
     write("claim_limit_exceeded.csv", ROWS + ["test-kitchen,2,A002,diploma,2025-12-01,1,,,,,"])
     write("unknown_participant.csv", ROWS + ["test-kitchen,2,A999,starts_training,2024-05-01,1,,,,,"])
     write("unknown_cohort.csv", change(4, "cohort", "c9"))
