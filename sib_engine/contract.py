@@ -788,6 +788,9 @@ class EffectAssumption(Model):
     target: Real | None = None
     """The effect the programme sets out to achieve (for the probability of not paying
     when it is met); default: the effect at which the contract first pays."""
+    sd: Annotated[Decimal, Field(ge=0)] | None = None
+    """For a ``continuous`` metric: the standard deviation of the measured value between
+    participants (required to simulate one; the simulated values are whole hundredths)."""
 
 
 class EnrolmentAssumption(Model):

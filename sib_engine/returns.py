@@ -1,7 +1,10 @@
 """Returns: IRR, XIRR, multiple, NPV, payback (layer 2: pure computation).
 
 The solver works on many cash-flow vectors at once (numpy float64): Newton's method on
-``x = ln(1 + r)`` for every vector together, then, for the vectors where Newton failed
+``x = ln(1 + r)`` for every vector together (on ``ln P(x) - ln N(x)``, the logarithms of
+the present values of the money back and of the money out: the same roots as the NPV
+``P - N``, and nearly linear in ``x``, so that Newton converges in a few steps even for
+rates near -100%), then, for the vectors where Newton failed
 (did not converge, left the search range or produced NaN), a bracketing fallback: a grid
 search for a sign change of the NPV followed by vectorised bisection.  A vector whose NPV
 never changes sign (all flows of one sign, or all zero) has no rate of return: it is
@@ -97,38 +100,57 @@ class IRRSolution:
 
 
 def _npv_and_slope(x: FloatArray, a: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """f(x) = sum a e^(-t x) and f'(x) = -sum t a e^(-t x), per row."""
+    """f(x) = sum a e^(-t x) and f'(x) = -sum t a e^(-t x), per row (summed flow by flow, in
+    order, whatever the memory layout: a row's values never depend on the other rows)."""
     w = np.exp(np.multiply(-x[:, None], t))
     w *= a
-    f = w.sum(axis=1)
-    if t.ndim == 1:
-        fp = -(w @ t)
-    else:
-        w *= t
-        fp = -w.sum(axis=1)
+    f = np.cumsum(w, axis=1)[:, -1]
+    w *= t
+    fp = -np.cumsum(w, axis=1)[:, -1]
     return f, fp
 
 
+def _newton_step(p: FloatArray, n: FloatArray, tp: FloatArray, tn: FloatArray) -> FloatArray:
+    """The Newton step of ``g(x) = ln P(x) - ln N(x)`` from the present values of the money
+    back (``p``) and out (``n``) and ``tp = -P'``, ``tn = -N'``."""
+    return np.asarray(np.log(p / n) / (tn / n - tp / p), dtype=np.float64)
+
+
 class _SharedTimes:
-    """f and f' for rows sharing one time grid, by Horner's rule over the gaps between
-    consecutive times: ``S_j = a_j + e^(-x g_j) S_(j+1)`` gives ``f = S_0`` and the same
-    recurrence over ``t_j a_j`` gives ``-f'`` (both carried in one (2, n) array).  Only one
-    exp per row per *distinct* gap is needed (a quarterly schedule has two or three), not
-    one per flow."""
+    """The Newton step for rows sharing one time grid, by Horner's rule over the gaps
+    between consecutive times: ``S_j = a_j + e^(-x g_j) S_(j+1)`` gives ``P = S_0`` over
+    the money back, and the same recurrence gives the money out and both slopes (all four
+    carried in one (4, n) array).  Only one exp per row per *distinct* gap is needed (a
+    quarterly schedule has two or three), not one per flow."""
 
     def __init__(self, t: FloatArray, a: FloatArray):
         order = np.argsort(t, kind="stable")
         ts = t[order] - t[order][0]
         k, n = a.shape[1], a.shape[0]
-        self.c = np.empty((k, 2, n))
-        self.c[:, 0, :] = (a if np.array_equal(order, np.arange(k)) else a[:, order]).T
-        np.multiply(self.c[:, 0, :], ts[:, None], out=self.c[:, 1, :])
+        at = (a if np.array_equal(order, np.arange(k)) else a[:, order]).T
+        self.c = np.empty((k, 4, n))
+        np.maximum(at, 0.0, out=self.c[:, 0, :])
+        np.subtract(self.c[:, 0, :], at, out=self.c[:, 1, :])
+        np.multiply(self.c[:, 0:2, :], ts[:, None, None], out=self.c[:, 2:4, :])
         # gaps equal but for floating-point noise (days / 365 differenced) share one exp
         gaps = np.round(np.diff(ts), 12)
         self.gap_values, self.gap_index = np.unique(gaps, return_inverse=True)
         self.gaps = gaps
 
-    def __call__(self, x: FloatArray, rows: npt.NDArray[np.intp] | None = None) -> tuple[FloatArray, FloatArray]:
+    def first_guess(self) -> FloatArray:
+        """:func:`_first_guess`, from sums taken flow by flow in order: a row's guess never
+        depends on the other rows (nor on how the batch is laid out in memory)."""
+        c = self.c
+        s = c[0].copy()
+        for j in range(1, c.shape[0]):
+            s += c[j]
+        sp, sn, tp, tn = s
+        with np.errstate(all="ignore"):
+            x = np.log(sp / sn) / (tp / sp - tn / sn)
+        x = np.where(np.isfinite(x), x, math.log1p(0.1))
+        return np.asarray(np.clip(x, X_MIN, X_MAX), dtype=np.float64)
+
+    def __call__(self, x: FloatArray, rows: npt.NDArray[np.intp] | None = None) -> FloatArray:
         c = self.c if rows is None else self.c[:, :, rows]
         e = np.exp(-np.multiply.outer(self.gap_values, x))  # (distinct gaps, n)
         su = c[-1].copy()
@@ -136,7 +158,7 @@ class _SharedTimes:
             if self.gaps[j] != 0.0:
                 su *= e[self.gap_index[j]]
             su += c[j]
-        return su[0], -su[1]
+        return _newton_step(su[0], su[1], su[2], su[3])
 
 
 def _rows(t: FloatArray, idx: npt.NDArray[np.intp]) -> FloatArray:
@@ -147,7 +169,7 @@ def solve_rates(
     times: npt.ArrayLike,
     amounts: npt.ArrayLike,
     *,
-    guess: float | None = None,
+    guess: float | npt.ArrayLike | None = None,
     tol: float = 1e-6,
     max_iter: int = 50,
     chunk: int = 8192,
@@ -159,8 +181,11 @@ def solve_rates(
     most ``tol``: the error left after that step is of the order of ``tol ** 2`` (Newton
     converges quadratically), about 1e-12 by default.  Inputs are not modified.  Rows are processed in
     chunks of ``chunk`` (small enough to stay in the CPU cache).  ``guess``: the starting
-    rate for every row; by default each row starts from the rate that turns its money out
-    into its money back between their money-weighted mean dates.
+    rate for every row, or one per row (shape ``(n,)``); by default each row starts from the
+    rate that turns its money out into its money back between their money-weighted mean
+    dates.  Every step works row by row (no matrix products, whose rounding can depend on a
+    row's position in the batch): a row's rate, given its guess, does not depend on the
+    other rows, and with ``times`` shared by every row neither does its default guess.
     """
     # read only: never written to, so no copy is needed
     a_all = np.asarray(amounts, dtype=np.float64)
@@ -173,13 +198,21 @@ def solve_rates(
             raise ValueError(f"times has {t_all.shape[0]} entries, amounts have {k} columns")
     elif t_all.shape != a_all.shape:
         raise ValueError(f"times has shape {t_all.shape}, amounts {a_all.shape}")
+    x0: FloatArray | None = None
+    if guess is not None:
+        g = np.asarray(guess, dtype=np.float64)
+        if g.ndim and g.shape != (n,):
+            raise ValueError(f"guess has shape {g.shape}, expected one rate or {n}")
+        if not np.all(g > -1.0):
+            raise ValueError("a guessed rate must be above -100% (-1)")
+        x0 = np.broadcast_to(np.log1p(g), (n,))
     rates = np.full(n, np.nan)
     status = np.full(n, NO_SIGN_CHANGE, dtype=np.int8)
     most = 0
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         t = t_all if t_all.ndim == 1 else t_all[lo:hi]
-        r, s, it = _solve_chunk(t, a_all[lo:hi], guess, tol, max_iter)
+        r, s, it = _solve_chunk(t, a_all[lo:hi], None if x0 is None else x0[lo:hi], tol, max_iter)
         rates[lo:hi] = r
         status[lo:hi] = s
         most = max(most, it)
@@ -187,33 +220,34 @@ def solve_rates(
 
 
 def _solve_chunk(
-    t: FloatArray, a: FloatArray, guess: float | None, tol: float, max_iter: int
+    t: FloatArray, a: FloatArray, x0: FloatArray | None, tol: float, max_iter: int
 ) -> tuple[FloatArray, npt.NDArray[np.int8], int]:
     n, k = a.shape
-    ones = np.ones(k)
-    # money out and money back per row (row sums by matrix product: fast for short rows)
-    pos = np.maximum(a, 0.0)
-    neg = pos - a
-    sp = pos @ ones
-    sn = neg @ ones
-    solvable = (sp > 0) & (sn > 0)
+    # a rate exists only with money both out and back
+    solvable: npt.NDArray[np.bool_] = np.asarray((a > 0).any(axis=1) & (a < 0).any(axis=1))
     # shift times so the earliest is 0 (same root; keeps exp() in range)
     t = t - (t.min() if t.ndim == 1 else t.min(axis=1, keepdims=True))
-    if guess is None:
-        x = _first_guess(t, pos, neg, sp, sn)
+    newton: Callable[[FloatArray, npt.NDArray[np.intp] | None], FloatArray]
+    if t.ndim == 1:
+        newton = shared = _SharedTimes(t, a)
+        x = shared.first_guess() if x0 is None else x0.copy()
     else:
-        x = np.full(n, math.log1p(guess))
+        t2 = t
+        a_pos = np.maximum(a, 0.0)
+        a_neg = a_pos - a
+        x = _first_guess(t, a_pos, a_neg, a_pos.sum(axis=1), a_neg.sum(axis=1)) if x0 is None else x0.copy()
+
+        def newton(xv: FloatArray, rows: npt.NDArray[np.intp] | None) -> FloatArray:
+            tr = t2 if rows is None else t2[rows]
+            w = np.exp(np.multiply(-xv[:, None], tr))
+            p = w * (a_pos if rows is None else a_pos[rows])
+            m = w * (a_neg if rows is None else a_neg[rows])
+            sums = [np.cumsum(v, axis=1)[:, -1] for v in (p, m, p * tr, m * tr)]
+            return _newton_step(*sums)
+
     converged = np.zeros(n, dtype=bool)
     failed = ~solvable
     it = 0
-    evaluate: Callable[[FloatArray, npt.NDArray[np.intp] | None], tuple[FloatArray, FloatArray]]
-    if t.ndim == 1:
-        evaluate = _SharedTimes(t, a)
-    else:
-        t2 = t
-
-        def evaluate(xv: FloatArray, rows: npt.NDArray[np.intp] | None) -> tuple[FloatArray, FloatArray]:
-            return _npv_and_slope(xv, a if rows is None else a[rows], t2 if rows is None else t2[rows])
 
     with np.errstate(all="ignore"):
         live = np.flatnonzero(~failed)
@@ -222,18 +256,24 @@ def _solve_chunk(
             # while most rows are live, work on whole arrays; then only on the live rows
             rows = None if live.size > n // 2 else live
             xs = x if rows is None else x[live]
-            f, fp = evaluate(xs, rows)
+            step = newton(xs, rows)
             if rows is None and live.size < n:
-                f, fp = f[live], fp[live]
+                step = step[live]
                 xs = xs[live]
-            step = np.clip(f / fp, -1.0, 1.0)  # damped: at most a factor e per iteration
+            np.clip(step, -1.0, 1.0, out=step)  # damped: at most a factor e per iteration
             xn = xs - step
-            bad = ~np.isfinite(xn) | (xn < X_MIN - 1.0) | (xn > X_MAX + 1.0)
-            done = ~bad & (np.abs(step) <= tol)
-            x[live[~bad]] = xn[~bad]
-            failed[live[bad]] = True
-            converged[live[done]] = True
-            live = live[~bad & ~done]
+            good = (xn >= X_MIN - 1.0) & (xn <= X_MAX + 1.0)  # False for NaN
+            done = good & (np.abs(step) <= tol)
+            if live.size == n:  # every row: masks, no index arrays
+                np.copyto(x, xn, where=good)
+                failed |= ~good
+                converged |= done
+                live = np.flatnonzero(good & ~done)
+            else:
+                x[live[good]] = xn[good]
+                failed[live[~good]] = True
+                converged[live[done]] = True
+                live = live[good & ~done]
         failed |= ~converged  # not converged in max_iter
     # a converged Newton root must lie within the range
     ok = (x >= X_MIN) & (x <= X_MAX)
@@ -252,10 +292,7 @@ def _first_guess(t: FloatArray, pos: FloatArray, neg: FloatArray, sp: FloatArray
     """A starting x = ln(1 + r): the rate that turns the money out into the money back over
     the gap between their money-weighted mean dates (exact for one flow out, one back)."""
     with np.errstate(all="ignore"):
-        if t.ndim == 1:
-            gap = (pos @ t) / sp - (neg @ t) / sn
-        else:
-            gap = np.einsum("ij,ij->i", pos, t) / sp - np.einsum("ij,ij->i", neg, t) / sn
+        gap = (pos * t).sum(axis=1) / sp - (neg * t).sum(axis=1) / sn
         x = np.log(sp / sn) / gap
     x = np.where(np.isfinite(x), x, math.log1p(0.1))
     return np.asarray(np.clip(x, X_MIN, X_MAX), dtype=np.float64)
@@ -266,10 +303,12 @@ def _bracket(a: FloatArray, t: FloatArray, grid: int = 1201, rounds: int = 80) -
     m = a.shape[0]
     xs = np.linspace(X_MIN, X_MAX, grid)
     # f on the grid: (m, grid)
-    if t.ndim == 1:
-        fg = a @ np.exp(-np.outer(t, xs))
-    else:
-        fg = np.einsum("ik,ikg->ig", a, np.exp(-t[:, :, None] * xs[None, None, :]))
+    # summed flow by flow, in order (not a matrix product): each row's values must not
+    # depend on the other rows
+    fg = np.zeros((m, grid))
+    for j in range(a.shape[1]):
+        tj = t[j] if t.ndim == 1 else t[:, j, None]
+        fg += a[:, j, None] * np.exp(-tj * xs)
     sign = np.sign(fg)
     change = (sign[:, :-1] * sign[:, 1:]) <= 0
     change &= ~((sign[:, :-1] == 0) & (sign[:, 1:] == 0))

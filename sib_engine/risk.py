@@ -45,6 +45,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ from sib_engine.scenario import Scenario
 from sib_engine.money import format_money
 from sib_engine.simulation import measures
 from sib_engine.simulation.cashflows import layout
-from sib_engine.simulation.kernel import ChunkResult, Runner, concat
+from sib_engine.simulation.kernel import ChunkResult, Runner, allocate, concat, place
 from sib_engine.simulation.plan import SchedPlan, SimulationError, compile_plan
 from sib_engine.simulation.world import BLOCK, NO_PINS, Pins, mean_of, ppf
 
@@ -125,24 +126,44 @@ def _execute(
     if workers is not None or scheduler is not None:
         return _execute_dask(contract, sim, seed, chunks, pins, truth, workers, scheduler, progress, paths)
     runner = _runner(contract, sim)
-    n_threads = threads if threads is not None else 1
+    n_threads = max(1, min(threads if threads is not None else 1, len(chunks)))
+    if len(chunks) == 1:
+        lo, hi = chunks[0]
+        only = runner.run(seed, lo, hi, pins, truth=truth)
+        if progress is not None:
+            progress(hi - lo, paths)
+        return only
+    # every chunk is copied into the run's arrays as soon as it is done (by the thread that
+    # ran it): no list of chunk results to concatenate at the end, half the peak memory
+    out: list[ChunkResult] = []
+    lock = threading.Lock()
+
+    def task(lo: int, hi: int) -> None:
+        part = runner.run(seed, lo, hi, pins, truth=truth)
+        with lock:
+            if not out:
+                out.append(allocate(part, paths))
+        place(out[0], lo, part)
+
     done = 0
-    results: list[ChunkResult] = []
-    if n_threads <= 1 or len(chunks) == 1:
+    if n_threads == 1:
         for lo, hi in chunks:
-            results.append(runner.run(seed, lo, hi, pins, truth=truth))
+            task(lo, hi)
             done += hi - lo
             if progress is not None:
                 progress(done, paths)
     else:
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
-            futures = [pool.submit(runner.run, seed, lo, hi, pins, truth=truth) for lo, hi in chunks]
+        pool = ThreadPoolExecutor(max_workers=n_threads)
+        try:
+            futures = [pool.submit(task, lo, hi) for lo, hi in chunks]
             for (lo, hi), fut in zip(chunks, futures):
-                results.append(fut.result())
+                fut.result()
                 done += hi - lo
                 if progress is not None:
                     progress(done, paths)
-    return results[0] if len(results) == 1 else concat(results)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # after an error: start no more chunks
+    return out[0]
 
 
 def local_cluster(workers: int) -> Any:
@@ -757,8 +778,10 @@ def simulate(
     to a whole number of blocks of 4,096); it bounds memory and never changes results.
     ``workers``: run on a Dask LocalCluster of that many processes; ``scheduler``: the
     address of an existing Dask cluster; otherwise locally on ``threads`` threads (default
-    1: numpy's work is mostly memory-bound, and on a two-core machine a second thread was
-    measured to gain nothing; use ``workers=`` for more cores).  ``progress(done, total)`` is called after each chunk.  ``analysis``: also
+    1; numpy releases the GIL in its array operations, and the evaluator's hot path makes
+    no large BLAS calls, whose own thread pool would serialise concurrent callers, so
+    ``threads=os.cpu_count()`` uses every core: the benchmark measures it).  ``progress(done, total)`` is called after
+    each chunk.  ``analysis``: also
     compute the noise-free payments (risk transfer), the probabilities at pinned effects
     and the payment curve (a few thousand more worlds each).
 

@@ -133,6 +133,10 @@ def _div(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
 
 
+_MAX_EXP = 700.0
+"""Beyond ``exp(700)`` a float overflows (``exp(709.8)`` is the largest)."""
+
+
 def _log_ratio_ci(
     m: float, b: float, se_m: float, se_b: float, confidence: float
 ) -> tuple[float | None, tuple[float, float] | None]:
@@ -141,9 +145,12 @@ def _log_ratio_ci(
         r = _div(m, b)
         return (None, None) if math.isnan(r) else (r, None)
     r = m / b
-    se_log = math.sqrt((se_m / m) ** 2 + (se_b / b) ** 2)
+    se_log = math.hypot(se_m / m, se_b / b)  # not sqrt(x**2 + y**2): ** overflows
     z = _z_crit(confidence)
-    return r, (r * math.exp(-z * se_log), r * math.exp(z * se_log))
+    w = z * se_log
+    if w > _MAX_EXP:  # a baseline a hair above zero: the interval is (0, infinity), not an overflow
+        return r, (0.0, math.inf)
+    return r, (r * math.exp(-w), r * math.exp(w))
 
 
 # ------------------------------------------------------------------- proportions ---

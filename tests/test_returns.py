@@ -127,6 +127,34 @@ def test_per_row_times() -> None:
         solve_rates(np.zeros((3, 2)), amounts)
 
 
+def test_a_rows_rate_does_not_depend_on_the_other_rows() -> None:
+    # the simulation relies on it: a world's IRR must not depend on which worlds share its
+    # chunk, nor on how the chunk is laid out in memory
+    rng = np.random.default_rng(11)
+    amounts = random_vectors(rng, 300, 12)
+    amounts[:40, 4:] *= 0.01  # near -100%: Newton's slow cases and the bracketing fallback
+    amounts[40:45] = -np.abs(amounts[40:45])  # no rate at all
+    times = np.sort(rng.uniform(0, 6, 12))
+    for max_iter in (50, 2):  # 2: most rows left to the bracketing fallback
+        together = solve_rates(times, amounts, max_iter=max_iter)
+        assert (together.fallback_count > 100) == (max_iter == 2)
+        columns = np.ascontiguousarray(amounts.T).T  # the same rows, column-major
+        assert np.array_equal(solve_rates(times, columns, max_iter=max_iter).rates, together.rates, equal_nan=True)
+        order = rng.permutation(len(amounts))
+        shuffled = solve_rates(times, amounts[order], chunk=7, max_iter=max_iter)
+        assert np.array_equal(shuffled.rates, together.rates[order], equal_nan=True)
+        alone = [solve_rates(times, row[None, :], max_iter=max_iter).rates[0] for row in amounts]
+        assert np.array_equal(alone, together.rates, equal_nan=True)
+
+
+def test_a_guess_per_row() -> None:
+    amounts = np.array([[-100.0, 0.0, 121.0], [-100.0, 0.0, 144.0]])
+    sol = solve_rates([0.0, 1.0, 2.0], amounts, guess=[0.05, 0.3])
+    np.testing.assert_allclose(sol.rates, [0.1, 0.2], atol=1e-12)
+    with pytest.raises(ValueError):
+        solve_rates([0.0, 1.0, 2.0], amounts, guess=[0.05, 0.3, 0.1])
+
+
 # ---------------------------------------------------------------- invariants ---
 
 flows = st.lists(st.floats(min_value=1, max_value=1e6), min_size=1, max_size=8)

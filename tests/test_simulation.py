@@ -394,3 +394,47 @@ def test_risk_report_page(reference: SimulationResult, tmp_path: Path) -> None:
     assert "http://" not in page and "https://" not in page.replace("https://json-schema", "")
     assert "seed 17" in page
     assert json.loads(paths.json.read_text()) == simulation_json(reference)
+
+
+# ------------------------------------------------- newly simulable examples ---
+
+
+@pytest.mark.parametrize("stem", ["massachusetts_juvenile_justice_2014", "essex_edge_of_care_2012"])
+def test_examples_with_blends_and_gates_simulate(stem: str) -> None:
+    """Massachusetts (a blend of a randomised and a difference-in-differences estimate under
+    a Welch lower-bound gate, a rate card, a Welch significance gate) and Essex (a historical
+    baseline) simulate from their own sections, reproducibly."""
+    c = load_contract(ROOT / "contracts" / f"{stem}.yaml")
+    assert c.simulation is not None
+    a = simulate(c, 500, 3, analysis=False).data
+    b = simulate(c, 500, 3, analysis=False, chunk_size=4096, threads=2).data
+    assert np.array_equal(a.paid, b.paid)
+    assert (a.paid >= 0).all() and a.paid.mean() > 0
+
+
+def test_still_unsupported_examples_say_why() -> None:
+    """The examples the vectorised path still refuses name what it cannot do."""
+    sim = load_contract(REFERENCE).simulation
+    assert sim is not None
+    for stem, what in (("utrecht_club_2015", "share_steps"),
+                       ("peterborough_reoffending_2010", "amendments"),
+                       ("benevolent_society_nsw_2013", "banded_return")):
+        with pytest.raises(SimulationError, match=what):
+            compile_plan(load_contract(ROOT / "contracts" / f"{stem}.yaml"), sim)
+
+
+def test_an_expected_duration_example_simulates_with_given_assumptions() -> None:
+    """Rotterdam (a share of savings against an expected-duration table) has no simulation
+    section of its own; with assumptions given it simulates, and pays more as the
+    programme cuts more benefit days."""
+    c = load_contract(ROOT / "contracts" / "rotterdam_youth_2013.yaml")
+
+    def sim(cut: float) -> Simulation:
+        return Simulation.model_validate({
+            "effects": [{"metric": "benefit_days", "base": 250, "sd": 150,
+                         "effect": {"kind": "fixed", "value": -cut}, "measured_after_months": 24}],
+        })
+
+    small = simulate(c, 400, 2, simulation=sim(10), analysis=False).data.paid.mean()
+    large = simulate(c, 400, 2, simulation=sim(60), analysis=False).data.paid.mean()
+    assert 0 < small < large

@@ -20,6 +20,17 @@ capped by max_return, explicit and scheduled drawdowns, maturity), costs, bonus 
 residual steps with splits, recycling, guarantees of principal and of principal and
 interest (with a share, an amount, a date or at the close), appropriation failures, start
 delays, attrition, enrolment shortfalls, drift and correlated effects.
+
+Random contracts add: gates with either rule (``significant``, ``lower_bound``), one- or
+two-sided, with each named test (two-proportion z, Welch t, Poisson rate ratio) against a
+fixed, historical or comparison-group baseline, and gates on level measures, on binary,
+event and count metrics, paying amounts, per participant or per unit, pooled, per cohort or
+with a pooled fallback (:func:`random_gated_contract`), and with it continuous metrics,
+counts spread by an ``sd``, difference-in-differences and blended baselines; rate cards with
+nested outcomes whose ``cap_per_participant`` and ``caps.per_participant`` bind, after
+``cap_units`` and ``cap_amount`` (:func:`random_card_contract`).  On many more worlds, the
+float64 amounts are checked against recomputing every world exactly
+(:func:`test_vectorised_gates_equal_their_exact_recompute`).
 """
 
 from __future__ import annotations
@@ -57,7 +68,7 @@ def _money(x: float) -> Decimal:
 def check_agreement(name: str, worlds: int, seed: int) -> int:
     """Compare both paths on ``worlds`` worlds; return how many were repaired (recomputed
     exactly by the vectorised path itself)."""
-    contract = load_contract(CONTRACTS[name])
+    contract = CONTRACTS_OBJ[name] if name in CONTRACTS_OBJ else load_contract(CONTRACTS[name])
     plan = compile_plan(contract)
     runner = Runner(plan)
     world = draw(plan, seed, 0, worlds)
@@ -146,3 +157,542 @@ def test_worlds_near_a_rounding_tie_are_recomputed_exactly() -> None:
     for field in ("invested", "received", "guarantee_received", "guarantor_paid", "guarantor_recovered"):
         assert np.allclose(getattr(forced, field), getattr(res, field), atol=1e-9), field
     assert np.allclose(forced.irr, res.irr, atol=1e-9, equal_nan=True)
+
+
+# ------------------------------------------------------- random gated contracts ---
+
+import random  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import yaml  # noqa: E402
+
+from sib_engine.contract import Contract  # noqa: E402
+from sib_engine.loader import parse_contract  # noqa: E402
+
+GATE_TESTS = {"hb": ["two_proportion_z"], "ev": ["poisson_rate_ratio"], "cnt": ["welch_t", "poisson_rate_ratio"],
+              "bmi": ["welch_t"], "dur": ["welch_t"]}
+"""Metric -> the named tests that apply to it (``contract.STAT_TESTS``)."""
+METRIC_TYPES = {"hb": "binary", "ev": "event", "cnt": "count", "bmi": "continuous"}
+MEASURES = {"hb": ["difference", "relative_difference", "level"], "ev": ["difference", "relative_difference", "level"],
+            "cnt": ["reduction", "relative_reduction", "level"],
+            "bmi": ["reduction", "relative_reduction", "level", "difference"],
+            "dur": ["reduction", "relative_reduction", "level"]}
+POINTS = {
+    ("hb", "difference"): [0.02, 0.08, 0.15], ("ev", "difference"): [0.02, 0.08, 0.15],
+    ("hb", "relative_difference"): [0.05, 0.25, 0.5], ("ev", "relative_difference"): [0.05, 0.25, 0.5],
+    ("hb", "level"): [0.25, 0.35, 0.45], ("ev", "level"): [0.25, 0.35, 0.45],
+    ("cnt", "reduction"): [0.1, 0.3, 0.6], ("cnt", "relative_reduction"): [0.05, 0.15, 0.3],
+    ("cnt", "level"): [1.2, 1.6, 2.0],
+    ("bmi", "reduction"): [0.2, 0.6, 1.2], ("bmi", "relative_reduction"): [0.005, 0.02, 0.05],
+    ("bmi", "level"): [26.0, 27.0, 28.0], ("bmi", "difference"): [-1.5, -0.8, 0.0],
+    ("dur", "reduction"): [5.0, 20.0, 45.0], ("dur", "relative_reduction"): [0.03, 0.1, 0.2],
+    ("dur", "level"): [100.0, 150.0, 200.0],
+}
+BASELINES = {
+    "fixed": {"hb": {"value": 0.3}, "ev": {"value": 0.3}, "cnt": {"value": 2.0}, "bmi": {"value": 27.5}},
+    "historical": {"hb": {"value": 0.3, "n": 150}, "ev": {"value": 0.31, "n": 140},
+                   "cnt": {"value": 2.05, "n": 160, "sd": 1.45}, "bmi": {"value": 27.4, "n": 120, "sd": 4.1}},
+}
+
+
+@dataclass
+class GatedSpec:
+    """What a random gated contract is made of (for coverage checks)."""
+
+    triggers: list[dict[str, object]] = field(default_factory=list)
+
+    def has(self, **kw: object) -> bool:
+        return any(all(t.get(k) == v for k, v in kw.items()) for t in self.triggers)
+
+
+def random_gated_contract(rng: random.Random, pool: tuple[str, ...] = ("hb", "ev", "cnt"),
+                          ungated: float = 0.0, did: bool = False,
+                          blended: bool = False, count_sd: bool = False,
+                          expected: bool = False) -> tuple[Contract, GatedSpec]:
+    """A contract of two or three gated schedule triggers drawn at random: each on a binary,
+    event or count metric, with a test that applies to it (or a gate on a level measure),
+    either rule, one or two sides, a fixed, historical or comparison-group baseline, every
+    way of paying, pooled or per cohort (or per cohort with a pooled fallback).  ``pool``:
+    the metrics to draw from (``bmi`` is continuous); ``ungated``: the chance of no gate;
+    ``did``: difference-in-differences baselines only (on a pre-enrolment measure);
+    ``blended``: blends of two of fixed, historical, comparison-group and
+    difference-in-differences baselines only; ``count_sd``: the count metric's values spread
+    by an ``sd`` between participants; ``expected``: expected-duration baselines only (a table
+    by age and prior months, over a horizon)."""
+    spec = GatedSpec()
+    baselines: dict[str, dict[str, object]] = {}
+    triggers = []
+    for k in range(rng.choice([2, 3])):
+        mid = rng.choice(list(pool))
+        measure = rng.choice(MEASURES[mid])
+        test = rng.choice(GATE_TESTS[mid])
+        if did and mid == "cnt" and rng.random() < 0.6:
+            test = "welch_t"  # the gains test: the one a difference in differences has its own design for
+        kind = "none" if measure == "level" else (
+            "did" if did else "blended" if blended else "expected" if expected
+            else rng.choice(["fixed", "historical", "comparison"]))
+        rule = rng.choice(["significant", "lower_bound"])
+        sides = rng.choice(["one", "two"])
+        level = rng.choice([0.05, 0.1, 0.2])
+        effect: dict[str, object] = {"metric": mid, "measure": measure,
+                                     "gate": {"test": test, "level": level, "sides": sides, "rule": rule}}
+        if ungated and rng.random() < ungated:
+            effect.pop("gate")
+            test = rule = "none"
+        if kind != "none":
+            bid = f"{kind}_{mid}"
+            if kind == "comparison":
+                baselines[bid] = {"id": bid, "kind": "comparison_group", "metric": mid, "design": "matched",
+                                  "group": "matched"}
+            elif kind == "did":
+                baselines[bid] = {"id": bid, "kind": "comparison_group", "metric": mid, "design": "matched",
+                                  "group": "matched", "estimator": "difference_in_differences",
+                                  "pre_metric": f"{mid}_pre"}
+            elif kind == "expected":
+                baselines[bid] = {"id": bid, "kind": "expected_duration", "metric": mid,
+                                  "horizon_days": rng.choice([300, 365, 500]), "table": [
+                                      {"age_min": 18, "age_max": 29, "prior_months_min": 0, "prior_months_max": 60,
+                                       "expected_days": 200 if mid == "dur" else 3},
+                                      {"age_min": 30, "age_max": 65, "prior_months_min": 0, "prior_months_max": 11,
+                                       "expected_days": 150 if mid == "dur" else 2},
+                                      {"age_min": 30, "age_max": 65, "prior_months_min": 12, "prior_months_max": 60,
+                                       "expected_days": 240 if mid == "dur" else 2.2}]}
+            elif kind == "blended":
+                kinds = rng.sample(["fixed", "historical", "comparison", "did"], 2)
+                w = rng.choice([0.2, 0.5, 0.8])
+                comps = []
+                for ck in kinds:
+                    cid = f"{ck}_{mid}"
+                    comps.append({"baseline": cid, "weight": w if not comps else round(1 - w, 1)})
+                    if ck == "comparison":
+                        baselines[cid] = {"id": cid, "kind": "comparison_group", "metric": mid, "design": "matched",
+                                          "group": "matched"}
+                    elif ck == "did":
+                        baselines[cid] = {"id": cid, "kind": "comparison_group", "metric": mid, "design": "matched",
+                                          "group": "matched", "estimator": "difference_in_differences",
+                                          "pre_metric": f"{mid}_pre"}
+                    else:
+                        baselines[cid] = {"id": cid, "kind": ck, "metric": mid, **BASELINES[ck][mid]}
+                baselines[bid] = {"id": bid, "kind": "blended", "metric": mid, "components": comps}
+                kind = "blended:" + "+".join(kinds)
+            else:
+                baselines[bid] = {"id": bid, "kind": kind, "metric": mid, **BASELINES[kind][mid]}
+            effect["baseline"] = bid
+        pays = rng.choice(["amount", "per_participant", "per_unit"])
+        scale = {"amount": 40000, "per_participant": 300, "per_unit": 1500}[pays]
+        values = sorted(round(scale * rng.uniform(0.5, 1.5), 2) for _ in range(3))
+        pts = [{"effect": e, "value": f"{v:.2f}"} for e, v in zip(POINTS[(mid, measure)], values)]
+        schedule = {"interpolation": rng.choice(["step", "linear"]), "points": pts}
+        tid = f"t{k}"
+        if mid != "bmi" and rng.random() < 0.25:
+            fb_pays = rng.choice(["amount", "per_participant", "per_unit"])
+            fb_scale = {"amount": 40000, "per_participant": 300, "per_unit": 1500}[fb_pays]
+            fb_pts = [{"effect": p["effect"], "value": f"{fb_scale * (1 + i) / 2:.2f}"} for i, p in enumerate(pts)]
+            triggers.append({"id": tid, "kind": "cohort_with_pooled_fallback", "clause": f"Art. {k}", "effect": effect,
+                             "per_cohort": {"pays": pays, "schedule": schedule},
+                             "pooled_fallback": {"pays": fb_pays, "schedule": {"interpolation": "linear",
+                                                                               "points": fb_pts}}})
+            scope = "fallback"
+        else:
+            scope = rng.choice(["pooled", "per_cohort"])
+            triggers.append({"id": tid, "kind": "threshold", "clause": f"Art. {k}", "effect": effect, "pays": pays,
+                             "scope": scope, "schedule": schedule})
+        spec.triggers.append({"metric": mid, "measure": measure, "test": test, "baseline": kind, "rule": rule,
+                              "sides": sides, "pays": pays, "scope": scope})
+    doc = {
+        "format": "sib-contract/1", "id": "random-gates", "title": "Random gates (simulation test)",
+        "currency": "EUR", "term": {"start": "2024-01-01", "end": "2027-12-31"},
+        "parties": [{"id": "city", "name": "City", "role": "payer"},
+                    {"id": "inv", "name": "Investor", "role": "investor"},
+                    {"id": "ngo", "name": "Provider", "role": "provider"}],
+        "payers": [{"party": "city", "share": 1}],
+        "metrics": [{"id": "hb", "name": "Housed", "type": "binary", "window_months": 12},
+                    {"id": "ev", "name": "Diploma", "type": "event"},
+                    {"id": "cnt", "name": "Nights", "type": "count", "better": "lower", "unit": "night"},
+                    {"id": "bmi", "name": "Body mass index", "type": "continuous", "better": "lower",
+                     "unit": "kg/m2", "window_months": 15},
+                    {"id": "dur", "name": "Benefit days", "type": "duration", "better": "lower", "unit": "day"},
+                    {"id": "hb_pre", "name": "Housed before", "type": "binary"},
+                    {"id": "ev_pre", "name": "Diploma before", "type": "event"},
+                    {"id": "cnt_pre", "name": "Nights before", "type": "count", "unit": "night"}],
+        "baselines": list(baselines.values()),
+        "triggers": triggers,
+        "timeline": {"periods": {"start": "2024-01-01", "months": 6, "count": 8}, "payment_lag_days": 30,
+                     "cohorts": [{"id": "a", "enrolment_start": "2024-02-01", "enrolment_end": "2024-07-31",
+                                  "target_size": rng.choice([25, 40, 60])},
+                                 {"id": "b", "enrolment_start": "2024-09-01", "enrolment_end": "2025-02-28",
+                                  "target_size": rng.choice([20, 35, 50])}]},
+        "capital": {"service_budget": "150000.00",
+                    "tranches": [{"id": "loan", "kind": "senior_loan", "funder": "inv", "commitment": "120000.00",
+                                  "coupon": {"rate": 0.05, "compounding": "simple", "day_count": "act/365"}}],
+                    "waterfall": [{"pay": "interest", "tranche": "loan"}, {"pay": "principal", "tranche": "loan"},
+                                  {"pay": "residual", "split": {"ngo": 1}}]},
+        "simulation": {
+            "paths": 100, "seed": 1,
+            "effects": [
+                {"metric": "hb", "base": 0.3, "effect": {"kind": "normal", "mean": 0.08, "sd": 0.08},
+                 "measured_after_months": 6},
+                {"metric": "ev", "base": 0.3, "effect": {"kind": "normal", "mean": 0.06, "sd": 0.08},
+                 "measured_after_months": 9},
+                {"metric": "cnt", "base": 2.0, "effect": {"kind": "normal", "mean": -0.4, "sd": 0.4},
+                 "measured_after_months": 12, **({"sd": 1.8} if count_sd else {})},
+                {"metric": "bmi", "base": 27.5, "sd": 4.0, "effect": {"kind": "normal", "mean": -0.9, "sd": 0.6},
+                 "measured_after_months": rng.choice([6, 12])},
+            ] + ([
+                {"metric": "dur", "base": 230, "sd": 110, "effect": {"kind": "normal", "mean": -25, "sd": 20},
+                 "measured_after_months": rng.choice([6, 9, 11, 14])},
+            ] if expected else []) + ([
+                {"metric": "hb_pre", "base": 0.25, "effect": {"kind": "fixed", "value": 0}},
+                {"metric": "ev_pre", "base": 0.2, "effect": {"kind": "fixed", "value": 0}},
+                {"metric": "cnt_pre", "base": 2.2, "effect": {"kind": "fixed", "value": 0}},
+            ] if did or blended else []),
+            "enrolment": {"fraction": {"kind": "triangular", "low": 0.7, "mode": 1, "high": 1.1},
+                          "comparison_ratio": rng.choice([0.8, 1.0, 1.5])},
+            "attrition": {"kind": "beta", "a": 2, "b": 10},
+            "delay_months": {"kind": "empirical", "values": [0, 2]},
+        },
+    }
+    return parse_contract(yaml.safe_dump(doc, sort_keys=False), "<random gates>"), spec
+
+
+def check_contract(contract: Contract, worlds: int, seed: int, name: str) -> int:
+    """:func:`check_agreement` on a contract object."""
+    CONTRACTS_OBJ[name] = contract
+    try:
+        return check_agreement(name, worlds, seed)
+    finally:
+        del CONTRACTS_OBJ[name]
+
+
+CONTRACTS_OBJ: dict[str, Contract] = {}
+
+RANDOM_GATE_SEEDS = list(range(12))
+
+
+def test_random_gated_contracts_cover_every_gate() -> None:
+    specs = [random_gated_contract(random.Random(s))[1] for s in RANDOM_GATE_SEEDS]
+    for test in ("two_proportion_z", "welch_t", "poisson_rate_ratio"):
+        for rule in ("significant", "lower_bound"):
+            assert any(s.has(test=test, rule=rule) for s in specs), (test, rule)
+    for kind in ("fixed", "historical", "comparison", "none"):
+        assert any(s.has(baseline=kind) for s in specs), kind
+    assert any(s.has(baseline="none", rule="lower_bound") for s in specs)
+    assert any(s.has(scope="fallback") for s in specs)
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_GATE_SEEDS)
+def test_both_paths_agree_on_random_gates(gen_seed: int) -> None:
+    contract, _ = random_gated_contract(random.Random(gen_seed))
+    check_contract(contract, worlds=6, seed=300 + gen_seed, name=f"random gates {gen_seed}")
+
+
+FORCED = [(s, {}) for s in RANDOM_GATE_SEEDS[:8]] + [
+    (s, {"pool": ("bmi", "cnt"), "ungated": 0.3}) for s in range(3)] + [
+    (s, {"did": True, "ungated": 0.25}) for s in range(4)] + [
+    (s, {"blended": True, "ungated": 0.25}) for s in range(4)] + [
+    (s, {"pool": ("cnt",), "count_sd": True, "did": s % 2 == 1}) for s in range(3)] + [
+    (s, {"pool": ("dur", "cnt"), "expected": True, "ungated": 0.25}) for s in range(4)]
+
+
+@pytest.mark.parametrize(("gen_seed", "kw"), FORCED)
+def test_vectorised_gates_equal_their_exact_recompute(gen_seed: int, kw: dict[str, object]) -> None:
+    """On many worlds, the float64 gates (p-values, confidence bounds at 12 digits) and
+    baselines give the amounts that recomputing every world with the exact path's own tests
+    gives: the worlds left to float64 are decided correctly, not just the ones flagged near
+    a decision (random gated contracts; continuous metrics; difference in differences;
+    blends; counts with a spread)."""
+    import sib_engine.simulation.payments as sp
+
+    contract, _ = random_gated_contract(random.Random(gen_seed), **kw)  # type: ignore[arg-type]
+    plan = compile_plan(contract)
+    world = draw(plan, 900 + gen_seed, 0, 150)
+    fast = sp.payments(plan, world, {})
+    old = sp.CENT_TOL
+    sp.CENT_TOL = 1.0  # every amount "too close to call": every world recomputed exactly
+    try:
+        slow = sp.payments(plan, world, {})
+    finally:
+        sp.CENT_TOL = old
+    assert np.array_equal(fast.lines, slow.lines)
+    assert np.array_equal(fast.lines_neg, slow.lines_neg)
+
+
+def _gated(text_changes: dict[str, object]) -> Contract:
+    """The gated-shares test contract with its first trigger's gate replaced."""
+    data = yaml.safe_load(CONTRACTS["gated_shares"].read_text())
+    gate = text_changes.get("gate")
+    if gate is None:
+        data["triggers"][0]["effect"].pop("gate")
+    else:
+        data["triggers"][0]["effect"]["gate"] = gate
+    return parse_contract(yaml.safe_dump(data, sort_keys=False), "<gated>")
+
+
+def test_a_lower_bound_gate_pays_on_the_bound() -> None:
+    """Under ``lower_bound`` the first trigger pays less than on its estimate in worlds where
+    it pays at all (a path ignoring the rule would pay the same), and both paths agree."""
+    from sib_engine.simulation.kernel import Runner as R
+
+    bound = _gated({"gate": {"test": "two_proportion_z", "level": 0.05, "sides": "one", "rule": "lower_bound"}})
+    plain = _gated({"gate": None})
+    n = 300
+    pb = R(compile_plan(bound)).run(5, 0, n, truth=False).paid_by_trigger[:, 0]
+    pp = R(compile_plan(plain)).run(5, 0, n, truth=False).paid_by_trigger[:, 0]
+    assert (pb <= pp + 1e-9).all()
+    assert (pb < pp - 1).sum() > n // 10
+    check_contract(bound, worlds=8, seed=5, name="lower bound")
+
+
+def test_a_gate_on_a_level_measure() -> None:
+    """A gate on a level measure (the exact path's normal approximation against zero),
+    paying on the lower bound: less than the ungated trigger wherever that pays."""
+    from sib_engine.simulation.kernel import Runner as R
+
+    data = yaml.safe_load(CONTRACTS["gated_shares"].read_text())
+    eff = data["triggers"][1]["effect"]
+    eff.pop("baseline")
+    eff["measure"] = "level"
+    eff["gate"] = {"test": "two_proportion_z", "level": 0.05, "sides": "two", "rule": "lower_bound"}
+    data["triggers"][1]["schedule"]["points"] = [{"effect": 0.2, "value": "100.00"}, {"effect": 0.4, "value": "300.00"}]
+    gated = parse_contract(yaml.safe_dump(data, sort_keys=False), "<level gate>")
+    eff.pop("gate")
+    plain = parse_contract(yaml.safe_dump(data, sort_keys=False), "<level>")
+    n = 300
+    pg = R(compile_plan(gated)).run(6, 0, n, truth=False).paid_by_trigger[:, 1]
+    pp = R(compile_plan(plain)).run(6, 0, n, truth=False).paid_by_trigger[:, 1]
+    assert (pg <= pp + 1e-9).all() and (pg < pp - 1).sum() > n // 10
+    check_contract(gated, worlds=8, seed=6, name="level gate")
+
+
+# ------------------------------------------------- random per-participant caps ---
+
+
+def random_card_contract(rng: random.Random) -> tuple[Contract, dict[str, bool]]:
+    """One or two rate cards on nested outcomes (a start, a qualification that requires it,
+    a job that requires the start on the second card), with random prices, ``cap_units``,
+    ``cap_amount``, a card's ``cap_per_participant`` and the contract's
+    ``caps.per_participant`` set where they bind, and sometimes a card's period or total
+    cap (only without a binding ``caps.per_participant``, which the plan refuses then)."""
+    def price(lo: float, hi: float) -> float:
+        return round(rng.uniform(lo, hi), 2)
+
+    cards = []
+    used: dict[str, bool] = {"card_pp": False, "contract_pp": False, "cap_units": False, "cap_amount": False}
+    contract_pp = rng.random() < 0.6
+    prices_all: list[float] = []
+    for k in range(rng.choice([1, 2])):
+        outs: list[dict[str, object]] = []
+        metrics = ["start", "qual"] if k == 0 else rng.choice([["job"], ["start", "job"]])
+        for mid in metrics:
+            o: dict[str, object] = {"metric": mid, "price": f"{price(200, 2500):.2f}"}
+            if mid == "job" and "start" in metrics:
+                o["requires"] = ["start"]
+            if rng.random() < 0.3:
+                o["cap_units"] = rng.choice([15, 30, 60])
+                used["cap_units"] = True
+            if rng.random() < 0.3:
+                o["cap_amount"] = f"{price(10000, 60000):.2f}"
+                used["cap_amount"] = True
+            outs.append(o)
+        prices = [float(str(o["price"])) for o in outs]
+        prices_all += prices
+        card: dict[str, object] = {"id": f"card{k}", "kind": "rate_card", "clause": f"Sch {k}", "outcomes": outs}
+        if rng.random() < 0.7:
+            card["cap_per_participant"] = f"{rng.uniform(min(prices), max(min(prices), sum(prices) * 0.95)):.2f}"
+            used["card_pp"] = True
+        if not contract_pp and rng.random() < 0.5:
+            card["cap_per_period"] = f"{price(20000, 80000):.2f}"
+        if not contract_pp and rng.random() < 0.5:
+            card["cap"] = f"{price(80000, 200000):.2f}"
+        cards.append(card)
+    caps: dict[str, object] = {}
+    if contract_pp:
+        caps["per_participant"] = f"{rng.uniform(min(prices_all), sum(prices_all) * 0.9):.2f}"
+        used["contract_pp"] = True
+    if rng.random() < 0.4:
+        caps["per_period"] = f"{price(40000, 120000):.2f}"
+    doc = {
+        "format": "sib-contract/1", "id": "random-cards", "title": "Random cards (simulation test)",
+        "currency": "GBP", "term": {"start": "2023-01-01", "end": "2026-06-30"},
+        "parties": [{"id": "council", "name": "Council", "role": "payer"},
+                    {"id": "bank", "name": "Bank", "role": "investor"},
+                    {"id": "charity", "name": "Charity", "role": "provider"}],
+        "payers": [{"party": "council", "share": 1}],
+        "metrics": [{"id": "start", "name": "Starts", "type": "event"},
+                    {"id": "qual", "name": "Qualification", "type": "event", "requires": ["start"]},
+                    {"id": "job", "name": "Job", "type": "binary", "window_months": 18}],
+        "triggers": cards,
+        "timeline": {"periods": {"start": "2023-01-01", "months": 3, "count": 14}, "payment_lag_days": 30,
+                     "cohorts": [{"id": "a", "enrolment_start": "2023-01-01", "enrolment_end": "2023-06-30",
+                                  "target_size": rng.choice([30, 60, 90])},
+                                 {"id": "b", "enrolment_start": "2023-07-01", "enrolment_end": "2023-12-31",
+                                  "target_size": rng.choice([20, 45])}]},
+        "capital": {"service_budget": "150000.00",
+                    "tranches": [{"id": "loan", "kind": "senior_loan", "funder": "bank", "commitment": "120000.00",
+                                  "coupon": {"rate": 0.05, "compounding": "simple", "day_count": "30/360"}}],
+                    "waterfall": [{"pay": "interest", "tranche": "loan"}, {"pay": "principal", "tranche": "loan"},
+                                  {"pay": "residual", "split": {"charity": 1}}]},
+        "simulation": {
+            "paths": 100, "seed": 1,
+            "effects": [
+                {"metric": "start", "base": 0.5, "effect": {"kind": "normal", "mean": 0.3, "sd": 0.1},
+                 "measured_after_months": 2},
+                {"metric": "qual", "base": 0.3, "effect": {"kind": "normal", "mean": 0.2, "sd": 0.1},
+                 "measured_after_months": rng.choice([2, 7])},
+                {"metric": "job", "base": 0.2, "effect": {"kind": "normal", "mean": 0.2, "sd": 0.1},
+                 "measured_after_months": rng.choice([2, 12])},
+            ],
+            "enrolment": {"fraction": {"kind": "triangular", "low": 0.7, "mode": 1, "high": 1.2}},
+            "delay_months": {"kind": "empirical", "values": [0, 3]},
+        },
+    }
+    if caps:
+        doc["caps"] = caps
+    return parse_contract(yaml.safe_dump(doc, sort_keys=False), "<random cards>"), used
+
+
+RANDOM_CARD_SEEDS = list(range(10))
+
+
+def test_random_cards_cover_every_participant_cap() -> None:
+    used = [random_card_contract(random.Random(s))[1] for s in RANDOM_CARD_SEEDS]
+    for key in ("card_pp", "contract_pp", "cap_units", "cap_amount"):
+        assert any(u[key] for u in used), key
+    assert any(u["card_pp"] and u["contract_pp"] for u in used)
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_CARD_SEEDS)
+def test_both_paths_agree_on_participant_caps(gen_seed: int) -> None:
+    contract, _ = random_card_contract(random.Random(gen_seed))
+    check_contract(contract, worlds=5, seed=500 + gen_seed, name=f"random cards {gen_seed}")
+
+
+def test_participant_caps_bind_in_the_random_cards() -> None:
+    """The per-participant caps of the random contracts change what is paid (so the
+    agreement above would fail if the vectorised path ignored them)."""
+    import dataclasses
+
+    import sib_engine.simulation.payments as sp
+
+    changed = {"card": 0, "contract": 0}
+    for s in RANDOM_CARD_SEEDS:
+        contract, used = random_card_contract(random.Random(s))
+        plan = compile_plan(contract)
+        world = draw(plan, 500 + s, 0, 50)
+        paid = sp.payments(plan, world, {}).lines.sum()
+        if plan.cap_participant is not None:
+            loose = dataclasses.replace(plan, cap_participant=None)
+            changed["contract"] += int(sp.payments(loose, world, {}).lines.sum() > paid)
+        if any(c.cap_participant is not None for c in plan.cards):
+            loose = dataclasses.replace(plan, cards=tuple(dataclasses.replace(c, cap_participant=None)
+                                                           for c in plan.cards))
+            changed["card"] += int(sp.payments(loose, world, {}).lines.sum() > paid)
+    assert changed["card"] >= 2 and changed["contract"] >= 2, changed
+
+
+RANDOM_CONTINUOUS_SEEDS = list(range(8))
+
+
+def test_random_continuous_contracts_cover_the_welch_gate() -> None:
+    specs = [random_gated_contract(random.Random(s), ("bmi",), ungated=0.3)[1] for s in RANDOM_CONTINUOUS_SEEDS]
+    for rule in ("significant", "lower_bound", "none"):
+        assert any(s.has(metric="bmi", rule=rule) for s in specs), rule
+    for kind in ("fixed", "historical", "comparison", "none"):
+        assert any(s.has(metric="bmi", baseline=kind) for s in specs), kind
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_CONTINUOUS_SEEDS)
+def test_both_paths_agree_on_continuous_metrics(gen_seed: int) -> None:
+    """A continuous metric (every participant measured once, in hundredths) with or without
+    a Welch gate, mixed with rates and counts."""
+    pool = ("bmi",) if gen_seed % 2 else ("bmi", "hb", "cnt")
+    contract, _ = random_gated_contract(random.Random(gen_seed), pool, ungated=0.3)
+    check_contract(contract, worlds=6, seed=600 + gen_seed, name=f"random continuous {gen_seed}")
+
+
+RANDOM_DID_SEEDS = list(range(10))
+
+
+def test_random_did_contracts_cover_every_test() -> None:
+    specs = [random_gated_contract(random.Random(s), did=True, ungated=0.25)[1] for s in RANDOM_DID_SEEDS]
+    for test in ("two_proportion_z", "welch_t", "poisson_rate_ratio", "none"):
+        assert any(s.has(baseline="did", test=test) for s in specs), test
+    assert any(s.has(baseline="did", rule="lower_bound") for s in specs)
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_DID_SEEDS)
+def test_both_paths_agree_on_difference_in_differences(gen_seed: int) -> None:
+    """Difference-in-differences baselines on binary, event and count metrics (a
+    pre-enrolment measure of both groups), with every test the exact path runs on them (a
+    Welch test on per-participant gains, the normal approximation otherwise)."""
+    contract, _ = random_gated_contract(random.Random(gen_seed), did=True, ungated=0.25)
+    check_contract(contract, worlds=6, seed=700 + gen_seed, name=f"random did {gen_seed}")
+
+
+RANDOM_BLEND_SEEDS = list(range(10))
+
+
+def test_random_blends_cover_every_component() -> None:
+    specs = [random_gated_contract(random.Random(s), blended=True, ungated=0.25)[1] for s in RANDOM_BLEND_SEEDS]
+    kinds = " ".join(str(t["baseline"]) for sp in specs for t in sp.triggers)
+    for part in ("fixed", "historical", "comparison", "did"):
+        assert part in kinds, part
+    assert any(sp.has(rule="lower_bound") and "blended" in str(sp.triggers) for sp in specs)
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_BLEND_SEEDS)
+def test_both_paths_agree_on_blended_baselines(gen_seed: int) -> None:
+    """Blended baselines (two components, weights adding up to 1) with the normal
+    approximation the exact path tests them with, under either gate rule."""
+    contract, _ = random_gated_contract(random.Random(gen_seed), blended=True, ungated=0.25)
+    check_contract(contract, worlds=6, seed=800 + gen_seed, name=f"random blend {gen_seed}")
+
+
+@pytest.mark.parametrize("gen_seed", list(range(6)))
+def test_both_paths_agree_on_counts_with_a_spread(gen_seed: int) -> None:
+    """A count metric whose assumption gives an ``sd``: each group's values spread about
+    their mean (whole units, never below 0), with every test the exact path runs on it."""
+    contract, _ = random_gated_contract(random.Random(gen_seed), ("cnt", "hb"), ungated=0.2, count_sd=True)
+    check_contract(contract, worlds=6, seed=1000 + gen_seed, name=f"random count sd {gen_seed}")
+
+
+def test_a_count_spread_reaches_the_welch_test() -> None:
+    """With an ``sd`` the count's per-participant values spread as assumed (so a Welch gate
+    sees realistic noise); without it the total is spread evenly (a spread below 1)."""
+    from sib_engine.simulation.exact import world_data as wd
+
+    for count_sd, lo, hi in ((True, 1.2, 2.4), (False, 0.0, 1.0)):
+        contract, _ = random_gated_contract(random.Random(3), ("cnt",), count_sd=count_sd)
+        plan = compile_plan(contract)
+        world = draw(plan, 4, 0, 4)
+        frame = wd(plan, world, 0)
+        treated = frame[(frame["metric"] == "enrolment") & frame["participant_id"].str.contains("-t")]
+        vals = frame[frame["metric"] == "cnt"].set_index("participant_id")["value"].astype(float)
+        values = vals.reindex(treated["participant_id"]).fillna(0.0)
+        assert lo < float(values.std()) < hi, (count_sd, float(values.std()))
+
+
+@pytest.mark.parametrize("gen_seed", list(range(4)))
+def test_both_paths_agree_on_difference_in_differences_of_spread_counts(gen_seed: int) -> None:
+    contract, _ = random_gated_contract(random.Random(gen_seed), ("cnt",), did=True, count_sd=True)
+    check_contract(contract, worlds=6, seed=1100 + gen_seed, name=f"random did sd {gen_seed}")
+
+
+RANDOM_EXPECTED_SEEDS = list(range(10))
+
+
+def test_random_expected_duration_contracts_cover_every_test() -> None:
+    specs = [random_gated_contract(random.Random(s), ("dur", "cnt"), ungated=0.25, expected=True)[1]
+             for s in RANDOM_EXPECTED_SEEDS]
+    for test in ("welch_t", "poisson_rate_ratio", "none"):
+        assert any(s.has(baseline="expected", test=test) for s in specs), test
+    assert any(s.has(baseline="expected", rule="lower_bound") for s in specs)
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_EXPECTED_SEEDS)
+def test_both_paths_agree_on_expected_duration(gen_seed: int) -> None:
+    """Expected-duration baselines (the table row of the simulated participants, prorated to
+    each cutoff; the actual days counted over the horizon) on a duration spread by an
+    ``sd`` and on a count, with the paired t-test, the exact Poisson test and no gate."""
+    contract, _ = random_gated_contract(random.Random(gen_seed), ("dur", "cnt"), ungated=0.25, expected=True)
+    check_contract(contract, worlds=6, seed=1200 + gen_seed, name=f"random expected {gen_seed}")

@@ -154,3 +154,13 @@ def test_degenerate_samples_are_refused_or_flat() -> None:
         welch_t(1.0, 1.0, 1, 1.0, 1.0, 5)
     r = poisson_rate_ratio(0, 10, 0, 10)
     assert r.p_value == 1.0 and r.ratio is None
+
+
+def test_ratio_interval_of_a_baseline_a_hair_above_zero_is_unbounded_not_an_overflow() -> None:
+    # a difference-in-differences baseline that nearly cancels: m0 is a float hair above
+    # zero, so the log-scale standard error is astronomically large; exp() of it used to
+    # raise OverflowError and crash the whole evaluation
+    r = welch_t(0.5, 1.0, 30, 1e-300, 1.0, 30)
+    assert r.ratio is not None and r.ratio > 1e299
+    assert r.ratio_ci == (0.0, math.inf)
+    assert r.p_value == pytest.approx(welch_t(0.5, 1.0, 30, 0.0, 1.0, 30).p_value)

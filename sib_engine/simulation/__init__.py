@@ -14,7 +14,8 @@ programme on each metric (the contract's ``simulation`` assumptions, a Gaussian 
 their correlation), the cohorts' enrolment (a share of each cohort's target size), attrition,
 a programme-wide start delay in whole months, a drift of the counterfactual, the payers'
 appropriation failures, and the outcomes the evaluator measures, drawn from the cohort
-sizes (binomial for rates, Poisson for counts): that draw is the evaluator's sampling
+sizes (binomial for rates, Poisson for counts, for a continuous value the sample mean and
+standard deviation of normal measurements): that draw is the evaluator's sampling
 noise, and the contract's own named test judges it.  Every participant of a cohort enrols
 on the cohort's ``enrolment_start`` (plus the delay); each outcome of a metric is recorded
 ``measured_after_months`` after enrolment (and after its prerequisites); each participant
@@ -26,18 +27,39 @@ prerequisites).
 raises :class:`SimulationError` naming every other mechanism of a contract, never a silently
 wrong answer):
 
-- metrics of type ``binary``, ``event``, ``count`` and ``duration``;
-- baselines ``fixed``, ``historical`` and ``comparison_group`` (estimator ``difference``);
+- metrics of type ``binary``, ``event``, ``count``, ``duration`` and ``continuous`` (every
+  enrolled participant measured once, in whole hundredths; the simulation's assumption
+  gives the standard deviation between participants as ``sd``; not with prerequisites, as
+  one, or under a pooled fallback);
+- baselines ``fixed``, ``historical``, ``comparison_group`` (estimators ``difference`` and
+  ``difference_in_differences``: the ``pre_metric`` is drawn for both groups a month
+  before enrolment, without the effect; the Welch test runs on per-participant gains, the
+  others on the normal approximation, as the exact path does), ``expected_duration`` (every
+  simulated participant has the eligibility's lowest age and prior months, so one table
+  row, prorated to each cutoff; actual days counted over the horizon; the paired t-test,
+  the exact Poisson test or the normal approximation, as the exact path runs them) and
+  ``blended`` (of fixed, historical and comparison-group baselines);
 - effect measures ``level``, ``difference``, ``relative_difference``, ``reduction``,
-  ``relative_reduction``; gates with ``rule: significant`` and the two-proportion z-test
-  (one- or two-sided) on binary metrics;
-- triggers ``rate_card`` (prices, prerequisites, ``cap_units``, ``cap_amount``, the
-  trigger's ``cap_per_period`` and ``cap``; ``cap_per_participant`` only where it can never
-  bind, as one participant reaches each outcome at most once), ``threshold`` (step and
+  ``relative_reduction``; gates with either rule (``significant``: pays the estimate if
+  the test rejects; ``lower_bound``: pays on the conservative end of the confidence
+  interval, at the 12 significant digits the exact path keeps), one- or two-sided, with
+  each named test the exact path runs: the two-proportion z-test, the Welch t-test (two
+  samples, or one against a fixed value; on the per-participant values a world spreads as
+  :func:`~sib_engine.simulation.exact.world_data` writes them out) and the Poisson rate
+  ratio test (one-sided p-values in float64; two-sided p-values and ``lower_bound``
+  bounds, which scipy finds by search, are computed exactly for every world, memoised by
+  the scope's counts, which is slower); a gate on a ``level`` measure (the exact path's
+  normal approximation of the level against zero);
+- triggers ``rate_card`` (prices, prerequisites, ``cap_units``, ``cap_amount``,
+  ``cap_per_participant``, the trigger's ``cap_per_period`` and ``cap``; a binding
+  per-participant cap reads each participant's outcomes, which the counts determine:
+  see :func:`~sib_engine.simulation.payments.participant_caps`), ``threshold`` (step and
   linear schedules, minimum effect, maximum; ``pays`` amount, per participant or per
   unit; pooled or per cohort), ``cohort_with_pooled_fallback`` and ``share_of_savings``
   without ``share_steps``;
-- contract caps ``total`` and ``per_period`` (``per_participant`` where it cannot bind);
+- contract caps ``total``, ``per_period`` and ``per_participant`` (where it can bind, only
+  without a rate card's ``cap_per_period`` or ``cap``, which apply before it and cut a
+  participant's claims where the counts do not say);
 - payers with fixed shares, top-up funds, and payer caps;
 - determinations (interim and final, data cutoffs, payment lags); cumulative
   re-determination with true-ups and clawbacks;
@@ -48,9 +70,19 @@ wrong answer):
   settlement date, reimbursement from later receipts); clawbacks owed to payers.
 
 Not supported: amendments, residence-based payer splits, ``banded_return`` triggers,
-``share_steps``, ``max_return``, ``expected_duration`` and ``blended`` baselines,
-difference-in-differences, ``continuous`` metrics, the ``lower_bound`` gate rule, the
-Welch and Poisson tests as gates, a gate on a ``level`` measure.
+``share_steps``, ``max_return`` of -100% or less, blends of ``expected_duration``
+baselines, an expected-duration table without a row for the simulated participants,
+difference in differences on a continuous metric or whose ``pre_metric``
+is also paid on, a continuous metric with prerequisites (or as one) or under a pooled
+fallback, an ``sd`` for a count with prerequisites (or as one, or as a ``pre_metric``), a
+Welch test against a historical baseline without ``sd`` (the exact path cannot run it
+either), a binding ``caps.per_participant`` behind a rate card's ``cap_per_period`` or
+``cap``.
+
+Counts and durations without an ``sd`` in their assumption are spread as evenly as whole
+numbers allow, so that a t-test on them (a Welch gate, the standard error of a level or of
+a blend) sees almost no spread between participants and rejects far more often than on
+real data: give the assumption an ``sd`` where a contract tests a count.
 
 **How it stays exact.**  Money is held in integers (units of ``10**-scale`` of the
 currency) wherever the exact path is exact: prices, caps, splits by largest remainder,
@@ -58,9 +90,10 @@ top-ups, guarantees.  Two computations are floating point in the exact path's ow
 as well (28-digit ``Decimal``): the payment a schedule reads off a measured effect, and
 interest accrued.  The vectorised path computes them in float64 and flags every world
 where a float result lies within a small multiple of its rounding error of a decision (a
-schedule point, a significance level, half a cent): those few worlds are recomputed with
-the exact path's own ``Decimal`` arithmetic (the schedule amounts, memoised by their
-inputs) or its own waterfall (:func:`sib_engine.waterfall.run_waterfall`).  The test
+schedule point, a significance level, a tie in the twelfth significant digit of a
+confidence bound, half a cent): those few worlds are recomputed with the exact path's own
+tests (:class:`sib_engine.baselines.Comparison` on the world's per-participant values) and
+``Decimal`` arithmetic (the schedule amounts, memoised by their inputs) or its own waterfall (:func:`sib_engine.waterfall.run_waterfall`).  The test
 ``tests/test_simulation_exact.py`` checks both paths on random worlds, to the cent.
 """
 

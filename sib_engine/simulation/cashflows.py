@@ -278,7 +278,8 @@ class Flows:
     """The waterfall of a set of worlds."""
 
     flows: FloatArray
-    """(n, funders, flow columns) each funder's investment cash flows (minor units): drawdowns
+    """(funders, flow columns, n) each funder's investment cash flows (minor units), one row
+    per flow date (the layout the IRR solver works on, row by row): drawdowns
     negative; interest, principal, fees, bonus and residual shares and guarantee payments
     positive."""
     invested: FloatArray
@@ -314,32 +315,45 @@ def _interest_due(x: FloatArray) -> tuple[FloatArray, BoolArray]:
     values too close to a half to trust."""
     r = x + 0.5
     due = np.floor(r)
-    near = np.abs(r - due - 1.0 + 0.0) <= HALF_TOL
-    near |= np.abs(r - due) <= HALF_TOL
+    r -= due  # the fraction, exactly: in [0, 1)
+    near = r <= HALF_TOL
+    np.subtract(1.0, r, out=r)  # exact where it matters (fraction >= 0.5)
+    near |= r <= HALF_TOL
     np.maximum(due, 0.0, out=due)
     return due, near
 
 
 def _alloc(total: FloatArray, weights: list[Decimal]) -> list[FloatArray]:
-    """``money.allocate`` of whole minor units by Decimal weights, exactly (integers)."""
+    """``money.allocate`` of whole minor units by Decimal weights, exactly (integers).
+
+    Worked weight by weight on whole columns (one array per weight): numpy is slow on
+    arrays whose last axis is as short as a list of weights."""
     if len(weights) == 1:
         return [total.copy()]
     k = max(max(0, -int(w.as_tuple().exponent)) for w in weights)
-    p = np.array([int(w.scaleb(k)) for w in weights], dtype=np.int64)
-    wsum = int(p.sum())
+    p = [int(w.scaleb(k)) for w in weights]
+    wsum = sum(p)
     t = np.rint(np.abs(total)).astype(np.int64)
-    prod = t[:, None] * p[None, :]
-    floors = prod // wsum
-    rem = prod % wsum
-    left = t - floors.sum(axis=1)
-    n_w = len(weights)
-    rank = np.zeros_like(rem)
-    for i in range(n_w):
-        for j in range(n_w):
+    floors: list[npt.NDArray[np.int64]] = []
+    rems: list[npt.NDArray[np.int64]] = []
+    left = t.copy()
+    for pi in p:
+        prod = t * pi
+        fl = prod // wsum
+        floors.append(fl)
+        rems.append(prod - fl * wsum)  # prod % wsum (floor division: the same integers)
+        left -= fl
+    sign = np.sign(total)
+    out = []
+    for i in range(len(p)):
+        rank = np.zeros(t.shape[0], dtype=np.int64)
+        for j in range(len(p)):
             if j != i:
-                rank[:, i] += (rem[:, j] > rem[:, i]) | ((rem[:, j] == rem[:, i]) & (j < i))
-    parts = (floors + (rank < left[:, None])).astype(np.float64)
-    return [np.sign(total) * parts[:, i] for i in range(n_w)]
+                # j ranks before i: larger remainder, or equal and earlier in the list
+                rank += (rems[j] >= rems[i]) if j < i else (rems[j] > rems[i])
+        part = floors[i] + (rank < left)
+        out.append(sign * part.astype(np.float64))
+    return out
 
 
 def run(plan: Plan, lay: Layout, pos: FloatArray, neg: FloatArray) -> Flows:
@@ -390,7 +404,7 @@ class _Engine:
         self.flagged = np.zeros(n, dtype=bool)
         self.cols = [int(c) for c in lay.flow_cols]
         self.col_of = {c: j for j, c in enumerate(self.cols)}
-        self.flows = np.zeros((len(lay.funders), n, len(self.cols)))
+        self.flows = np.zeros((len(lay.funders), len(self.cols), n))  # a column per flow date: written whole
         self.received = [z(n) for _ in lay.funders]
         self.g_paid = {g: z(n) for g in lay.guarantors}
         self.g_back = {g: z(n) for g in lay.guarantors}
@@ -407,21 +421,28 @@ class _Engine:
     def run(self) -> Flows:
         lay = self.lay
         n = self.n
+        # before every world's close (and default settlement) date, tests against those
+        # dates are all false: skipped (the same masks, fewer passes over the worlds)
+        close_min = int(self.close.min()) if n else 0
+        settle_min = int(self.settle_default.min()) if n and lay.default_settlement else self.G
+        everyone = np.ones(n, dtype=bool)
         for gi in range(self.G):
             dets = self.dets_at.get(gi, [])
             lines_here = np.zeros(n, dtype=bool)
             for k in dets:
                 lines_here |= self.has_det[:, k]
             fixed = bool(lay.fixed_events[gi] or lay.compounding_dates[gi])
-            within = gi <= self.close
             if fixed:
-                active = within
+                active = everyone if gi <= close_min else gi <= self.close
+            elif gi < close_min and gi < settle_min:
+                active = lines_here
             else:
+                within = gi <= self.close
                 active = lines_here | (self.close == gi)
                 if lay.default_settlement:
                     active |= self.settle_default == gi
                 active &= within
-            all_active = bool(active.all())
+            all_active = active is everyone or bool(active.all())
             if not all_active and not active.any():
                 continue
             self._accrue(gi, active, all_active)
@@ -432,11 +453,15 @@ class _Engine:
                 for p in range(self.pos.shape[2]):
                     received += self.pos[:, k, p]
                     self.claw[p] -= self.neg[:, k, p]
-            self.balance += received
-            settle_here = np.zeros(n, dtype=bool) if not lay.default_settlement else (self.settle_default == gi)
-            settle_here |= bool(lay.settle_fixed[gi])
-            dist = lines_here | ((settle_here | (self.close == gi)) & (self.balance > 0))
-            dist &= active
+            if dets:
+                self.balance += received
+            if gi < close_min and gi < settle_min and not lay.settle_fixed[gi]:
+                dist = lines_here & active  # no settlement nor close here
+            else:
+                settle_here = np.zeros(n, dtype=bool) if not lay.default_settlement else (self.settle_default == gi)
+                settle_here |= bool(lay.settle_fixed[gi])
+                dist = lines_here | ((settle_here | (self.close == gi)) & (self.balance > 0))
+                dist &= active
             if dist.any():
                 self._distribute(gi, dist, received)
             self._settle(gi, active)
@@ -447,6 +472,10 @@ class _Engine:
         # the base is never negative (principal outstanding plus capitalised interest), and
         # a zero base accrues zero: no test needed
         lay = self.lay
+        if self.uniform is not None and not all_active:
+            # every world last accrued on grid date ``uniform`` (``last`` is not kept up to
+            # date while that holds): spell it out before the worlds part ways
+            self.last = np.full(self.n, self.uniform, dtype=np.int64)
         if self.started:
             for ti, t in enumerate(lay.tranches):
                 if t.rate == 0:
@@ -462,7 +491,6 @@ class _Engine:
                 base *= yf
                 self.accr[ti] += base
         if all_active:
-            self.last[:] = gi
             self.uniform = gi
         else:
             self.last = np.where(active, gi, self.last)
@@ -485,7 +513,7 @@ class _Engine:
             a = t.draws[gi]
             if a:
                 self.drawn[ti] += a
-                self.flows[t.funder][:, self.col_of[gi]] -= a
+                self.flows[t.funder, self.col_of[gi]] -= a
                 dv = self.dv[ti]
                 if dv is not None and t.growth is not None:
                     dv += a / t.growth[gi]
@@ -520,13 +548,15 @@ class _Engine:
     def _pay(self, gi: int, party: int, amount: FloatArray) -> None:
         """Record a return-kind receipt of a funder (other parties are not tracked here)."""
         if party < len(self.lay.funders):
-            self.flows[party][:, self.col_of[gi]] += amount
+            self.flows[party, self.col_of[gi]] += amount
             self.received[party] += amount
 
     def _distribute(self, gi: int, dist: BoolArray, received: FloatArray) -> None:
         lay = self.lay
         avail = np.where(dist, self.balance, 0.0)
         for p in lay.payer_order:
+            if not self.claw[p].any():
+                continue  # nothing owed back: takes nothing
             take = np.maximum(np.minimum(self.claw[p], avail), 0.0)
             self.claw[p] -= take
             avail -= take
@@ -545,14 +575,14 @@ class _Engine:
                 ti = s.tranche
                 t = lay.tranches[ti]
                 due, near = _interest_due(self.capi[ti] + self.accr[ti])
-                self.flagged |= near & (avail > 0)
-                principal = self.drawn[ti] - self.repaid[ti]
+                near &= avail > 0
+                self.flagged |= near
                 if s.pay == "interest":
                     parts = [("interest", due)]
                 elif s.pay == "principal":
-                    parts = [("principal", principal)]
+                    parts = [("principal", self.drawn[ti] - self.repaid[ti])]
                 else:
-                    parts = [("interest", due), ("principal", principal)]
+                    parts = [("interest", due), ("principal", self.drawn[ti] - self.repaid[ti])]
                 # max_return: the step's parts together take at most the headroom
                 room = self._headroom(ti, gi, avail > 0) if t.growth is not None else None
                 for what, amount in parts:
@@ -705,7 +735,7 @@ class _Engine:
             self.owed_g[g_i] = np.where(mask, payout, self.owed_g[g_i])
             t = lay.tranches[ti]
             if t.funder < len(lay.funders):
-                self.flows[t.funder][:, self.col_of[gi]] += payout
+                self.flows[t.funder, self.col_of[gi]] += payout
             self.g_paid[g.guarantor] += payout
 
     def _result(self) -> Flows:
@@ -718,7 +748,7 @@ class _Engine:
             invested[:, t.funder] += t.draws.sum()
             guar[:, t.funder] += self.guar_recv[ti]
         return Flows(
-            flows=np.transpose(self.flows, (1, 0, 2)).copy(), invested=invested,
+            flows=self.flows, invested=invested,
             received=np.stack(self.received, axis=1) if NF else np.zeros((n, 0)), guarantee_received=guar,
             guarantor_paid=np.stack([self.g_paid[g] for g in lay.guarantors], axis=1) if lay.guarantors
             else np.zeros((n, 0)),

@@ -7,7 +7,10 @@ participant, an outcome row per outcome.  Participants of cohort ``k`` are
 ``c<k>-t<j>`` (treated) and ``c<k>-k<j>`` (comparison), so that they sort by cohort.
 Participant ``j`` has an outcome of a rate metric when ``j`` is below the world's count, so
 those with an outcome are nested within those with its prerequisites; a count metric's
-total is spread as evenly as whole numbers allow.
+total is spread as evenly as whole numbers allow (or with the world's spread, where the
+assumption gives an ``sd``); every participant has one measurement of
+a continuous metric, in hundredths, as :func:`~sib_engine.simulation.world.continuous_values`
+spreads the world's total.
 
 :func:`exact_world` evaluates that data with :func:`sib_engine.evaluate`, drops the
 payments the world's payers failed to budget (their positive lines of that determination;
@@ -30,8 +33,8 @@ from sib_engine.contract import ComparisonGroupBaseline
 from sib_engine.evaluation import Evaluation, evaluate
 from sib_engine.metrics import date_of, day_of
 from sib_engine.returns import ReturnsResult, funder_returns
-from sib_engine.simulation.plan import Plan
-from sib_engine.simulation.world import World
+from sib_engine.simulation.plan import Plan, world_person
+from sib_engine.simulation.world import World, continuous_values
 from sib_engine.waterfall import OutcomePayment, WaterfallResult, payments_from_evaluation, run_waterfall
 
 
@@ -46,18 +49,15 @@ def world_data(plan: Plan, world: World, i: int) -> pd.DataFrame:
     """World ``i`` as measured data (typed columns, one row per enrolment and outcome)."""
     c = plan.contract
     t = plan.timing(int(world.delay[i]))
-    e = c.eligibility
-    age = float(e.age_min if e and e.age_min is not None else (e.age_max if e and e.age_max is not None else 30))
-    prior = float(e.prior_months_min if e and e.prior_months_min is not None
-                  else (e.prior_months_max if e and e.prior_months_max is not None else 12))
+    age, prior = world_person(c)
     group_c = comparison_group_name(plan)
     rows: list[tuple[Any, ...]] = []
     for ci, cohort in enumerate(plan.cohorts):
         enrol = date_of(int(t.enrol_day[ci]))
-        groups = [("t", "treatment", int(world.n_t[i, ci]), world.x_t[i, :, ci])]
+        groups = [("t", "treatment", int(world.n_t[i, ci]), world.x_t[i, :, ci], world.s_t[i, :, ci])]
         if int(world.n_c[i, ci]):
-            groups.append(("k", group_c, int(world.n_c[i, ci]), world.x_c[i, :, ci]))
-        for letter, group, n, x in groups:
+            groups.append(("k", group_c, int(world.n_c[i, ci]), world.x_c[i, :, ci], world.s_c[i, :, ci]))
+        for letter, group, n, x, spread in groups:
             ids = [f"c{ci:03d}-{letter}{j:06d}" for j in range(n)]
             for pid in ids:
                 rows.append((pid, "enrolment", enrol, None, cohort, group, age, prior))
@@ -66,13 +66,14 @@ def world_data(plan: Plan, world: World, i: int) -> pd.DataFrame:
                     continue
                 on = date_of(int(t.measure_day[mi, ci]))
                 total = int(x[mi])
-                if m.type in ("binary", "event"):
+                if m.type == "continuous":
+                    for j, v in enumerate(continuous_values(total, n, int(spread[mi]))):
+                        rows.append((ids[j], m.id, on, Decimal(v).scaleb(-2), None, None, None, None))
+                elif m.type in ("binary", "event"):
                     for j in range(min(total, n)):
                         rows.append((ids[j], m.id, on, Decimal(1), None, None, None, None))
                 elif n:
-                    q, r = divmod(total, n)
-                    for j in range(n):
-                        v = q + (1 if j < r else 0)
+                    for j, v in enumerate(continuous_values(total, n, int(spread[mi]))):
                         if v:
                             rows.append((ids[j], m.id, on, Decimal(v), None, None, None, None))
     cols = ["participant_id", "metric", "date", "value", "cohort", "group", "age", "prior_months"]

@@ -26,9 +26,9 @@ from sib_engine.waterfall import OutcomePayment, RETURN_KINDS, run_waterfall
 
 FloatArray = npt.NDArray[np.float64]
 
-START = 0.1
-"""Where Newton's method starts for a world whose flows suggest no rate (see
-:meth:`Runner._solve`)."""
+_HASH_BITS = 17
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of a float's bits
+_HASH_SHIFT = np.uint64(64 - _HASH_BITS)
 
 
 @dataclass
@@ -73,8 +73,43 @@ class ChunkResult:
         return int(self.paid.shape[0])
 
 
+FIELDS = tuple(f.name for f in fields(ChunkResult))
+
+
+def allocate(like: ChunkResult, n: int) -> ChunkResult:
+    """Uninitialised arrays for ``n`` worlds, shaped (but for their length) as ``like``'s:
+    the result of a run, which :func:`place` fills chunk by chunk."""
+    return ChunkResult(**{name: np.empty((n,) + getattr(like, name).shape[1:], getattr(like, name).dtype)
+                          for name in FIELDS})
+
+
+def place(out: ChunkResult, at: int, part: ChunkResult) -> None:
+    """Copy the worlds of ``part`` into ``out`` from world ``at`` on (chunks may be placed
+    from several threads at once: they write disjoint rows)."""
+    stop = at + part.n
+    for name in FIELDS:
+        getattr(out, name)[at:stop] = getattr(part, name)
+
+
 def concat(parts: list[ChunkResult]) -> ChunkResult:
-    return ChunkResult(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(ChunkResult)})
+    out = allocate(parts[0], sum(p.n for p in parts))
+    at = 0
+    for p in parts:
+        place(out, at, p)
+        at += p.n
+    return out
+
+
+def _add(x: npt.NDArray[np.int64], axis: int) -> npt.NDArray[np.int64]:
+    """The sum of an integer array over one axis, slice by slice (exact; numpy's reductions
+    are slow over axes as short as a deal's determinations or payers)."""
+    parts = np.moveaxis(x, axis, 0)
+    if parts.shape[0] == 0:
+        return np.zeros(parts.shape[1:], dtype=x.dtype)
+    out: npt.NDArray[np.int64] = parts[0].copy()
+    for part in parts[1:]:
+        out += part
+    return out
 
 
 class Runner:
@@ -89,7 +124,9 @@ class Runner:
         self.times = (days - days[0]).astype(np.float64) / 365.0
         self.chunk_flows: FloatArray = np.zeros((0, 0, 0))
         """The last chunk's funder cash flows (worlds, funders, ``layout.flow_cols``) in minor
-        units, for inspection (a run keeps only per-world figures)."""
+        units, for inspection (a run keeps only per-world figures; on several threads, the
+        chunk finished last).  A view of the waterfall's (funders, flow columns, worlds)
+        array."""
 
     def run(self, seed: int, start: int, stop: int, pins: Pins = NO_PINS, *, truth: bool = True,
             shock_seed: int | None = None, loading: float = 0.0, deal: int | None = None) -> ChunkResult:
@@ -101,7 +138,7 @@ class Runner:
             nf = Pins(pins.effects, pins.quantiles, False, pins.appropriation)
             w2 = draw(plan, seed, start, stop, nf, shock_seed=shock_seed, loading=loading, deal=deal)
             p2 = payments(plan, w2, self.memo)
-            truth_paid = (p2.lines + p2.lines_neg).sum(axis=(1, 2, 3)) / 10.0**plan.minor
+            truth_paid = _add(_add(_add(p2.lines + p2.lines_neg, 1), 1), 1) / 10.0**plan.minor
         return self.finish(world, pay, truth_paid)
 
     def finish(self, world: World, pay: PaymentResult, truth_paid: FloatArray) -> ChunkResult:
@@ -112,77 +149,80 @@ class Runner:
         keep = ~np.transpose(world.fail, (0, 2, 1))  # (n, K, P)
         pos = np.where(keep, pay.pos, 0).astype(np.float64)
         neg = pay.neg.astype(np.float64)
-        kept_lines = pay.lines * keep[:, :, None, :] + pay.lines_neg
-        owed_units = (pay.lines + pay.lines_neg).sum(axis=(1, 2, 3))
-        paid_units = kept_lines.sum(axis=(1, 2, 3))
+        kept_lines = pay.lines * keep[:, :, None, :] + pay.lines_neg  # (n, K, triggers, P)
+        owed_units = _add(_add(_add(pay.lines + pay.lines_neg, 1), 1), 1)
+        kept_tp = _add(kept_lines, 1)  # (n, triggers, P)
+        payer_units = _add(kept_tp, 1)
+        paid_units = _add(payer_units, 1)
         owed = owed_units / q
         paid = paid_units / q
-        paid_by_payer = kept_lines.sum(axis=(1, 2)) / q
-        paid_by_trigger = kept_lines.sum(axis=(1, 3)) / q
+        paid_by_payer = payer_units / q
+        paid_by_trigger = _add(kept_tp, 2) / q
         fl = cashflows.run(plan, lay, pos, neg)
         flows = fl.flows
         invested, received, guar = fl.invested, fl.received, fl.guarantee_received
         g_paid, g_back, prov = fl.guarantor_paid, fl.guarantor_recovered, fl.provider_received
         for i in np.flatnonzero(fl.flagged):
             self._repair(int(i), pos[i], neg[i], flows, invested, received, guar, g_paid, g_back, prov)
-        self.chunk_flows = flows
+        self.chunk_flows = np.transpose(flows, (2, 0, 1))
         nf = len(lay.funders)
         irr = np.full((world.n, nf), np.nan)
         for f in range(nf):
-            irr[:, f] = self.rates(flows[:, f, :] / q)
-        has = (pay.pos * keep).sum(axis=2) > 0  # (n, K)
-        pay_days = np.array([d.payment_day for d in plan.dets], dtype=np.float64)
-        first = np.where(has.any(axis=1), np.where(has, pay_days[None, :], np.inf).min(axis=1), np.nan)
+            irr[:, f] = self.rates(flows[f] / q)
+        has = _add(pay.pos * keep, 2) > 0  # (n, K)
+        first = np.full(world.n, np.inf)
+        for k, det in enumerate(plan.dets):
+            np.minimum(first, np.where(has[:, k], float(det.payment_day), np.inf), out=first)
+        first[np.isinf(first)] = np.nan
         return ChunkResult(
-            effects=world.effects, delay=world.delay, enrolled=world.n_t.sum(axis=1), owed=owed, paid=paid,
+            effects=world.effects, delay=world.delay, enrolled=_add(world.n_t, 1), owed=owed, paid=paid,
             paid_by_payer=paid_by_payer, paid_by_trigger=paid_by_trigger, unbudgeted=(owed_units - paid_units) / q, truth=truth_paid,
             invested=invested / q, received=received / q, guarantee_received=guar / q, irr=irr,
             guarantor_paid=g_paid / q, guarantor_recovered=g_back / q, provider_received=prov / q,
             first_payment_day=first, repaired=fl.flagged.copy(),
         )
 
-    def rates(self, a: FloatArray) -> FloatArray:
-        """XIRR of every row of ``a`` (on the flow columns' dates), each distinct row solved
-        once: many worlds give a funder the same cash flows (a senior lender repaid on the
-        same dates), and a row's rate depends on nothing but the row."""
-        n = a.shape[0]
+    def rates(self, cols: FloatArray) -> FloatArray:
+        """XIRR of every world from its cash flows ``cols`` (flow columns, worlds): one row
+        per flow date (``layout.flow_cols``), one column per world.
+
+        Many worlds give a funder the same cash flows (a senior lender repaid on the same
+        dates), and a world's rate depends on nothing but its flows: a world whose flows
+        equal those of the world kept in its slot of a hash table (checked amount by
+        amount) takes that world's rate; only the others are solved.  (A table, not a
+        sort: some duplicates sharing a slot with other flows are solved again, which
+        costs a little time and changes no figure.)"""
+        k, n = cols.shape
         if n == 0:
             return np.zeros(0)
-        weights = 1.0 / (np.arange(a.shape[1], dtype=np.float64) + np.sqrt(2.0))
-        h = a @ weights
-        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-        inv = inv.reshape(-1)
-        reps = a[first]
-        out = self._solve(reps)[inv]
-        clash = np.flatnonzero(np.any(a != reps[inv], axis=1))  # rows that only share a hash
-        if clash.size:
-            out[clash] = self._solve(a[clash])
-        return np.asarray(out, dtype=np.float64)
-
-    def _solve(self, a: FloatArray) -> FloatArray:
-        """:func:`~sib_engine.returns.solve_rates`, started near each row's rate and never
-        depending on the other rows.
-
-        The solver's own first guess comes from matrix products whose rounding depends on a
-        row's position in the batch; a world's figures must not depend on which worlds
-        share its chunk.  So each row's guess (the rate that turns its money out into its
-        money back between their money-weighted mean dates) is computed here row by row,
-        rounded to a whole number of ``ln(1 + r)``, and rows are solved in groups
-        sharing a starting rate."""
-        t = self.times
-        pos = np.maximum(a, 0.0)
-        neg = pos - a
-        sp, sn = pos.sum(axis=1), neg.sum(axis=1)
-        with np.errstate(all="ignore"):
-            gap = (pos * t).sum(axis=1) / sp - (neg * t).sum(axis=1) / sn
-            x = np.log(sp / sn) / gap
-        x = np.clip(np.where(np.isfinite(x), x, math.log1p(START)), -19.0, 49.0)
-        bucket = np.round(x)
-        out = np.empty(a.shape[0])
-        for b in np.unique(bucket):
-            rows = np.flatnonzero(bucket == b)
-            out[rows] = solve_rates(t, a[rows], guess=math.expm1(float(b))).rates
+        # flow dates on which every world has the same amount (drawdowns, often) tell no
+        # world apart: only the others are hashed and compared
+        varying = [j for j in range(k) if not (cols[j] == cols[j, 0]).all()]
+        if not varying:
+            return np.full(n, self._solve(cols[:, :1])[0])
+        h = cols[varying[0]].copy()
+        for i, j in enumerate(varying[1:]):
+            h += cols[j] * (1.0 / (i + 1 + math.sqrt(2.0)))
+        slot = (h.view(np.uint64) * _HASH_MULT) >> _HASH_SHIFT
+        table = np.empty(1 << _HASH_BITS, dtype=np.intp)
+        every = np.arange(n)
+        table[slot] = every
+        rep = table[slot]
+        copy = rep != every
+        for j in varying:
+            copy &= cols[j].take(rep) == cols[j]
+        solve = np.flatnonzero(~copy)
+        out = np.empty(n)
+        out[solve] = self._solve(cols.take(solve, axis=1))
+        dup = np.flatnonzero(copy)
+        out[dup] = out[rep[dup]]
         return out
+
+    def _solve(self, cols: FloatArray) -> FloatArray:
+        """:func:`~sib_engine.returns.solve_rates` of worlds given as columns; each world
+        starts from its own first guess (sums over its flows in date order) and is solved
+        on its own, so its rate never depends on the other worlds in the batch."""
+        return solve_rates(self.times, cols.T).rates
 
     # -- the exact waterfall for worlds near a rounding tie ---------------------------
     def payment_lines(self, pos: FloatArray, neg: FloatArray) -> list[OutcomePayment]:
@@ -205,14 +245,14 @@ class Runner:
         res = run_waterfall(plan.contract, self.payment_lines(pos, neg))
         q = plan.minor
         index = {int(lay.days[c]): j for j, c in enumerate(lay.flow_cols)}
-        flows[i] = 0.0
+        flows[:, :, i] = 0.0
         received[i] = 0.0
         guar[i] = 0.0
         invested[i] = 0.0
         for f, party_i in enumerate(lay.funders):
             party = lay.parties[party_i]
             for d, a in res.investment_flows(party):
-                flows[i, f, index[day_of(d)]] += float(a.scaleb(q))
+                flows[f, index[day_of(d)], i] += float(a.scaleb(q))
             for fl in res.flows:
                 if fl.kind == "drawdown" and fl.source == party:
                     invested[i, f] += float(fl.amount.scaleb(q))

@@ -19,12 +19,17 @@ per world:
    determinations recorded (payments, true-ups, clawbacks).
 
 Schedule amounts (:func:`scope_amounts`) are computed in float64 with the exact path's own
-formulas; a world whose effect lies within ``1e-9`` of a schedule point or the minimum
-effect, whose p-value lies within ``1e-10`` (relative) of the gate's level, or whose amount
-lies within ``1e-6`` cent (plus float error) of half a cent, is recomputed in ``Decimal``
-by :func:`exact_scope_amount`, which follows ``baselines.compute_effect``,
+formulas (the gate's test on arrays by :func:`gate_vec`, with the same scipy functions); a
+world whose effect lies within ``1e-9`` of a schedule point or the minimum effect, whose
+p-value lies within ``1e-9`` (relative) of the gate's level, whose confidence bound (under
+``lower_bound``) is too close to a tie in its twelfth significant digit for the float
+error of its terms, whose gate the float path does not decide (two-sided Poisson tests,
+Poisson bounds, a zero standard error), or whose amount lies within ``1e-6`` cent (plus
+float error) of half a cent, is recomputed by :func:`exact_scope_amount`, which runs
+``baselines.Comparison.test`` on the world's per-participant values
+(:func:`participant_sample`) and follows ``baselines.compute_effect``,
 ``triggers.schedule_value`` and ``money.round_money`` step by step (memoised by its inputs:
-the counts of the scope).
+the counts of the scope, per cohort where the test reads the spread of the values).
 """
 
 from __future__ import annotations
@@ -36,14 +41,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
+from scipy import stats as _st
 
-from sib_engine.baselines import effect_measure, exact_mean
-from sib_engine.contract import Schedule
+from sib_engine.baselines import Comparison, Estimate, _measure_ci, effect_measure, exact_mean
+from sib_engine.contract import Metric, Schedule
+from sib_engine.metrics import Sample
 from sib_engine.money import round_money
 from sib_engine.simulation.plan import DetPlan, EffectPlan, Plan, SchedPlan
-from sib_engine.simulation.world import World
-from sib_engine.stats import one_proportion_z, to_decimal, two_proportion_z
+from sib_engine.simulation.world import World, continuous_values
+from sib_engine.stats import Alternative, TestResult, to_decimal, wald_z
 from sib_engine.triggers import schedule_value
 
 IntArray = npt.NDArray[np.int64]
@@ -67,60 +73,175 @@ class ExactEffect:
     n: int
 
 
-def exact_effect(ep: EffectPlan, mtype: str, x1: int, n1: int, x0: int, n0: int) -> ExactEffect:
+Parts = tuple[tuple[int, int, int, int, int, int, int, int, int], ...]
+"""Per cohort of a scope, in cohort order: ``(x1, n1, x0, n0, s1, s0, p1, p0)`` (the
+treated participants' total and number, the comparison group's, for a continuous metric the
+spread of each group's values, see :func:`~sib_engine.simulation.world.continuous_values`,
+for a difference-in-differences baseline each group's pre-enrolment total, and for an
+expected-duration baseline the days from the cohort's enrolment to the cutoff)."""
+
+
+def participant_sample(metric: Metric, parts: Sequence[tuple[int, int, int]]) -> Sample:
+    """The per-participant values of a group over cohorts ``parts`` (``(total, size,
+    spread)`` each), in the order the exact path reads them from
+    :func:`~sib_engine.simulation.exact.world_data`: cohort by cohort, participant ``j``
+    with one more than the others while ``j`` is below the remainder of the total over the
+    size (for a rate: the first ``total`` have it), and for a continuous metric, in
+    hundredths, the spread added to the first half and taken from the second."""
+    chunks: list[np.ndarray] = []
+    for x, n, spread in parts:
+        if n <= 0:
+            continue
+        q, r = divmod(int(x), int(n))
+        h = n // 2
+        j = np.arange(n)
+        # continuous_values(x, n, spread), on arrays
+        v = (q + (j < r) + spread * (j < h) - spread * ((j >= h) & (j < 2 * h))).astype(np.float64)
+        chunks.append(v / 100.0 if metric.type == "continuous" else v)
+    values = np.concatenate(chunks) if chunks else np.zeros(0)
+    return Sample(metric.id, metric.type, values)
+
+
+def _expected_days(ep: EffectPlan, elapsed: int) -> float:
+    """One participant's expected days (``baselines.expected_days``): the row's days times
+    the share of the horizon elapsed at the cutoff (float64, as the exact path computes it)."""
+    frac = np.clip(np.asarray([elapsed], dtype=np.int64) / ep.horizon, 0.0, 1.0)
+    return float((np.asarray([float(ep.value)]) * frac)[0])
+
+
+def _did_estimate(metric: Metric, pre_metric: Metric | None, s: Sample,
+                  cohorts: Parts) -> tuple[Estimate, Sample, tuple[np.ndarray, np.ndarray] | None]:
+    """``baselines._comparison_group`` with ``difference_in_differences``: the baseline
+    estimate, the comparison sample and the per-participant gains."""
+    assert pre_metric is not None
+    c = participant_sample(metric, [(p[2], p[3], p[5]) for p in cohorts])
+    t_pre = participant_sample(pre_metric, [(p[6], p[1], 0) for p in cohorts])
+    c_pre = participant_sample(pre_metric, [(p[7], p[3], 0) for p in cohorts])
+    value = c.mean + (t_pre.mean - c_pre.mean)
+    se = math.sqrt(c.se**2 + t_pre.se**2 + c_pre.se**2) if min(c.n, t_pre.n, c_pre.n) > 1 else float("nan")
+    ex = [exact_mean(c.total, c.n), exact_mean(t_pre.total, t_pre.n), exact_mean(c_pre.total, c_pre.n)]
+    exact = None if any(x is None for x in ex) else ex[0] + ex[1] - ex[2]  # type: ignore[operator]
+    g1, g0 = s.values - t_pre.values, c.values - c_pre.values
+    gains = (g1, g0) if len(g1) > 1 and len(g0) > 1 else None
+    return Estimate("difference-in-differences", value, se, c.n, exact=exact), c, gains
+
+
+def exact_effect(ep: EffectPlan, mtype: str, x1: int, n1: int, x0: int, n0: int,
+                 parts: Parts | None = None, metric: Metric | None = None,
+                 pre_metric: Metric | None = None) -> ExactEffect:
     """``baselines.compute_effect`` for a scope whose treated participants have ``x1`` in
-    all (``n1`` of them) and whose comparison group ``x0`` (``n0``)."""
-    total = float(x1)
-    m = total / n1 if n1 else math.nan
-    me = exact_mean(total, n1)
-    if ep.baseline == "none":
-        b, be = 0.0, Decimal(0)
-    elif ep.baseline in ("fixed", "historical"):
-        b, be = float(ep.value), ep.value
+    all (``n1`` of them) and whose comparison group ``x0`` (``n0``); ``parts``: the same per
+    cohort, where the test reads the spread of the per-participant values."""
+    if metric is None:
+        metric = Metric(id="metric", name="metric", type=mtype)
+    cohorts: Parts = parts if parts else ((x1, n1, x0, n0, 0, 0, 0, 0, 0),)
+    s = participant_sample(metric, [(p[0], p[1], p[4]) for p in cohorts])
+    spread = ep.gate_level is not None and (ep.test == "welch_t" or ep.baseline in ("none", "did", "blended"))
+    t = Estimate(label="treatment", value=s.mean, se=s.se if spread else math.nan, n=s.n,
+                 sd=s.sd if spread else math.nan, total=s.total, exact=exact_mean(s.total, s.n))
+    level = ep.baseline == "none"
+    if level:
+        base = Estimate("zero", 0.0, 0.0, None, exact=Decimal(0))
+        comp = Comparison(metric, t, base, "wald", treated=s)
+    elif ep.baseline == "fixed":
+        base = Estimate("fixed", float(ep.value), 0.0, None, exact=ep.value)
+        comp = Comparison(metric, t, base, "fixed", treated=s)
+    elif ep.baseline == "historical":
+        v = float(ep.value)
+        base = Estimate("historical", v, math.nan, ep.hist_n, sd=ep.hist_sd, total=v * ep.hist_n, exact=ep.value)
+        comp = Comparison(metric, t, base, "summary", treated=s)
+    elif ep.baseline == "expected":
+        # baselines._expected_duration: each participant's expected days, prorated to the cutoff
+        exp = np.concatenate([np.full(p[1], _expected_days(ep, p[8])) for p in cohorts]) if cohorts else np.zeros(0)
+        ne = len(exp)
+        base = Estimate("expected duration", float(exp.mean()) if ne else float("nan"), 0.0, ne,
+                        total=float(exp.sum()), exact=exact_mean(float(exp.sum()), ne))
+        comp = Comparison(metric, t, base, "paired", treated=s, differences=s.values - exp)
+    elif ep.baseline == "did":
+        base, c, gains = _did_estimate(metric, pre_metric, s, cohorts)
+        comp = Comparison(metric, t, base, "gains", treated=s, compared=c, gains=gains)
+    elif ep.baseline == "blended":
+        # baselines._blended over the components' estimates
+        ests: list[tuple[Decimal, Estimate]] = []
+        for part in ep.components:
+            if part.kind == "fixed":
+                ests.append((part.weight, Estimate("fixed", float(part.value), 0.0, None, exact=part.value)))
+            elif part.kind == "historical":
+                v, k = float(part.value), part.hist_n
+                if part.hist_sd is not None:
+                    hse = part.hist_sd / math.sqrt(k)
+                elif metric.type == "binary":
+                    hse = math.sqrt(max(v * (1 - v), 0.0) / k)
+                elif metric.type in ("event", "count"):
+                    hse = math.sqrt(max(v, 0.0) / k)
+                else:
+                    hse = float("nan")
+                ests.append((part.weight, Estimate("historical", v, hse, k, exact=part.value)))
+            elif part.kind == "did":
+                ests.append((part.weight, _did_estimate(metric, pre_metric, s, cohorts)[0]))
+            else:
+                c = participant_sample(metric, [(p[2], p[3], p[5]) for p in cohorts])
+                ests.append((part.weight, Estimate("comparison", c.mean, c.se, c.n, exact=exact_mean(c.total, c.n))))
+        value = sum(float(w) * e.value for w, e in ests)
+        se = math.sqrt(sum((float(w) * e.se) ** 2 for w, e in ests))
+        exacts = [e.exact for _, e in ests]
+        exact = None if any(x is None for x in exacts) else sum(
+            (w * x for (w, _), x in zip(ests, exacts) if x is not None), Decimal(0))
+        base = Estimate("blended", value, se, None, exact=exact)
+        comp = Comparison(metric, t, base, "wald", treated=s)
     else:
-        b = float(x0) / n0 if n0 else math.nan
-        be = exact_mean(float(x0), n0)  # type: ignore[assignment]
-    if n1 == 0 or math.isnan(m) or math.isnan(b):
-        return ExactEffect(None, Decimal(0), None, n1)
-    point = effect_measure(ep.measure, m, b)
-    gate_open = True
-    if ep.gate_level is not None:
-        p = _p_value(ep, mtype, total, n1, b, float(x0), n0)
-        gate_open = p is not None and p < ep.gate_level
+        c = participant_sample(metric, [(p[2], p[3], p[5]) for p in cohorts])
+        base = Estimate("comparison", c.mean, c.se, c.n, sd=c.sd, total=c.total, exact=exact_mean(c.total, c.n))
+        comp = Comparison(metric, t, base, "samples", treated=s, compared=c)
+    n = int(t.n or 0)
+    m, b = t.value, base.value
+    test: TestResult | None = None
+    alt: Alternative = ep.alternative  # type: ignore[assignment]
+    if n == 0 or math.isnan(m) or math.isnan(b):
+        point = None
+    else:
+        point = effect_measure(ep.measure, m, b)
+        if ep.gate_level is not None:  # without a gate, the test only reports
+            try:
+                if level:
+                    test = wald_z(m, t.se, 0.0, 0.0, alt, ep.confidence)
+                else:
+                    test = comp.test(ep.test, alt, ep.confidence)
+            except (ValueError, ZeroDivisionError):
+                test = None
+    me, be = t.exact, base.exact
     if point is None:
         est = None
     elif me is not None and be is not None:
         est = effect_measure(ep.measure, me, be)
     else:  # pragma: no cover - both exact here
         est = to_decimal(point)
-    paid = est if gate_open else None
+    paid: Decimal | None = est
+    on_bound = False
+    if ep.gate_level is not None:
+        if ep.rule == "significant":
+            paid = est if test is not None and test.p_value < ep.gate_level else None
+        else:
+            ci = _measure_ci(ep.measure, test, m, b) if test is not None else (None, None)
+            paid = to_decimal(ci[0]) if test is not None and est is not None else None
+            on_bound = True
     units: Decimal | None = None
     absolute: Decimal | None = None
-    tot = to_decimal(total)
-    if paid is not None and paid.is_finite() and tot is not None and be is not None:
-        if ep.measure == "level":
-            units = tot
-        elif ep.measure in ("difference", "relative_difference"):
-            units = tot - be * n1
+    tot = to_decimal(t.total) if t.total is not None else None
+    if paid is not None and paid.is_finite():
+        if not on_bound and tot is not None and be is not None:
+            if ep.measure == "level":
+                units = tot
+            elif ep.measure in ("difference", "relative_difference"):
+                units = tot - be * n
+            else:
+                units = be * n - tot
+            absolute = units / n if n else None
         else:
-            units = be * n1 - tot
-        absolute = units / n1 if n1 else None
+            absolute = paid * be if ep.measure.startswith("relative") and be is not None else paid
+            units = absolute * n
     u = units if units is not None and units.is_finite() and units > 0 else Decimal(0)
-    return ExactEffect(paid, u, absolute, n1)
-
-
-def _p_value(ep: EffectPlan, mtype: str, x1: float, n1: int, b: float, x0: float, n0: int) -> float | None:
-    alt = ep.alternative
-    try:
-        if ep.baseline == "fixed":
-            r = one_proportion_z(x1, n1, b, alt, ep.confidence)  # type: ignore[arg-type]
-        elif ep.baseline == "historical":
-            r = two_proportion_z(x1, n1, b * ep.hist_n, ep.hist_n, alt, ep.confidence)  # type: ignore[arg-type]
-        else:
-            r = two_proportion_z(x1, n1, x0, n0, alt, ep.confidence)  # type: ignore[arg-type]
-    except (ValueError, ZeroDivisionError):
-        return None
-    return r.p_value
+    return ExactEffect(paid, u, absolute, n)
 
 
 def _pays(basis: str, value: Decimal, eff: ExactEffect, n: int, units: Decimal | None) -> Decimal:
@@ -134,12 +255,15 @@ def _pays(basis: str, value: Decimal, eff: ExactEffect, n: int, units: Decimal |
 
 def exact_scope_amount(
     plan: Plan, sp: SchedPlan, label: str, x1: int, n1: int, x0: int, n0: int, n_rest: int = 0,
+    parts: Parts | None = None,
 ) -> Decimal:
     """The rounded amount a schedule-based trigger is owed for one scope, exactly as
     :mod:`sib_engine.triggers` computes it (``n_rest``: for a pooled fallback, the
-    participants of the cohorts without their own payment)."""
-    mtype = plan.metrics[sp.effect.metric].type
-    eff = exact_effect(sp.effect, mtype, x1, n1, x0, n0)
+    participants of the cohorts without their own payment; ``parts``: the counts per
+    cohort, where the gate's test reads the spread of per-participant values)."""
+    mp = plan.metrics[sp.effect.metric]
+    pre = plan.contract.metric(plan.metrics[sp.effect.pre].id) if sp.effect.pre >= 0 else None
+    eff = exact_effect(sp.effect, mp.type, x1, n1, x0, n0, parts, plan.contract.metric(mp.id), pre)
     cur = plan.currency
     if sp.kind == "share_of_savings":
         raw = sp.share * eff.units * sp.unit_cost
@@ -164,30 +288,468 @@ def exact_scope_amount(
 # ------------------------------------------------------------ vectorised scopes ---
 
 
-def _p_values(ep: EffectPlan, x1: FloatArray, n1: FloatArray, b: FloatArray, x0: FloatArray,
-              n0: FloatArray) -> FloatArray:
-    """p-values of the gate's test, with the exact path's float operations in its order."""
+@dataclass(frozen=True)
+class GateResult:
+    """A gate over many worlds: where it lets a payment through, the effect it pays on,
+    and the worlds too close to a decision to trust float64."""
+
+    open: BoolArray
+    paid: FloatArray | None
+    """Under ``lower_bound``: the lower confidence bound of the measure at the 12
+    significant digits of :func:`sib_engine.stats.to_decimal` (NaN: none)."""
+    near: BoolArray
+
+
+def _spread(parts: Sequence[tuple[IntArray, IntArray, IntArray]], total: IntArray, n: IntArray,
+            unit: float = 1.0, offsets: Sequence[FloatArray] | None = None) -> FloatArray:
+    """The standard deviation (``n - 1``) of the per-participant values of a group over
+    cohorts ``parts`` (total, size, spread), spread as :func:`participant_sample` spreads
+    them (totals in units of ``unit``), less ``offsets`` (one per cohort, in the metric's
+    own units) where given."""
     with np.errstate(all="ignore"):
-        p1 = x1 / n1
-        if ep.baseline == "fixed":
-            p0 = b
-            se0 = np.sqrt(p0 * (1 - p0) / n1)
-            z = np.where(se0 > 0, (p1 - p0) / se0, np.where(p1 == p0, 0.0, np.copysign(np.inf, p1 - p0)))
+        nf = n.astype(np.float64)
+        m = total.astype(np.float64) / nf
+        if offsets is not None:
+            m = m - sum((k.astype(np.float64) * o / unit for (_, k, _), o in zip(parts, offsets)),
+                        np.zeros_like(m)) / nf
+        ss = np.zeros_like(m)
+        for i, (x, k, sp) in enumerate(parts):
+            off = offsets[i] / unit if offsets is not None else 0.0
+            q = np.where(k > 0, x // np.maximum(k, 1), 0)
+            r = x - q * k
+            h = k // 2
+            bps = np.sort(np.stack([r, h, 2 * h]), axis=0)
+            lows = [np.zeros_like(k), bps[0], bps[1], bps[2]]
+            highs = [bps[0], bps[1], bps[2], k]
+            for lo, hi in zip(lows, highs):
+                cnt = np.maximum(hi - lo, 0).astype(np.float64)
+                v = q + (lo < r) + sp * (lo < h) - sp * ((lo >= h) & (lo < 2 * h))
+                ss = ss + cnt * (v.astype(np.float64) - off - m) ** 2
+        return np.asarray(np.where(nf > 1, np.sqrt(ss / (nf - 1)) * unit, np.nan), dtype=np.float64)
+
+
+def _baseline_values(ep: EffectPlan, st: "ScopeStats", x0: FloatArray, n0: FloatArray,
+                     n1: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """A difference-in-differences or blended baseline's value in every world (as
+    ``baselines._comparison_group`` and ``_blended`` add it up), and the sum of the
+    magnitudes of its terms (where the value is small against it, the terms cancel and
+    the exact path's ``Decimal`` baseline may differ from float64 even in sign)."""
+    n = len(x0)
+    with np.errstate(all="ignore"):
+        xp1 = sum((a[6] for a in st.parts), np.zeros(n, dtype=np.int64)).astype(np.float64)
+        xp0 = sum((a[7] for a in st.parts), np.zeros(n, dtype=np.int64)).astype(np.float64)
+        did = x0 / n0 + (xp1 / n1 - xp0 / n0)
+        did_mag = np.abs(x0 / n0) + np.abs(xp1 / n1) + np.abs(xp0 / n0)
+        if ep.baseline == "did":
+            return did, did_mag
+        values: list[FloatArray] = []
+        mags: list[FloatArray] = []
+        for part in ep.components:
+            if part.kind in ("fixed", "historical"):
+                values.append(np.full(n, float(part.value)))
+                mags.append(np.abs(values[-1]))
+            elif part.kind == "did":
+                values.append(did)
+                mags.append(did_mag)
+            else:
+                values.append(x0 / n0)
+                mags.append(np.abs(values[-1]))
+        total: FloatArray = np.zeros(n)
+        mag: FloatArray = np.zeros(n)
+        first = True
+        for part, v, mg in zip(ep.components, values, mags):
+            term = float(part.weight) * v
+            total = term if first else total + term  # sum() starts from 0: 0 + x is x
+            mag = mag + float(part.weight) * mg
+            first = False
+        return total, mag
+
+
+def _se_of(mtype: str, total: FloatArray, n: FloatArray, parts: Sequence[tuple[IntArray, IntArray, IntArray]],
+           unit: float = 1.0) -> FloatArray:
+    """``metrics.Sample.se`` on arrays: binomial for a rate, ``sd / sqrt(n)`` otherwise."""
+    with np.errstate(all="ignore"):
+        if mtype == "binary":
+            p = total / n
+            return np.asarray(np.sqrt(p * (1 - p) / n), dtype=np.float64)
+        nn = np.asarray(n, dtype=np.float64)
+        sd = _spread(parts, np.rint(total / unit).astype(np.int64), nn.astype(np.int64), unit)
+        return np.asarray(np.where(nn > 1, sd / np.sqrt(nn), np.nan), dtype=np.float64)
+
+
+def _gain_spread(parts: Sequence[tuple[IntArray, IntArray, IntArray, IntArray]], total: IntArray,
+                 n: IntArray) -> FloatArray:
+    """The standard deviation (``n - 1``) of per-participant gains: a count spread by
+    :func:`~sib_engine.simulation.world.continuous_values` (with the world's spread) less its
+    pre-enrolment measure (spread evenly), over cohorts ``parts`` (post total, size, pre
+    total, post spread)."""
+    with np.errstate(all="ignore"):
+        nf = n.astype(np.float64)
+        m = total.astype(np.float64) / nf
+        ss = np.zeros_like(m)
+        for xa, k, xb, sa in parts:
+            kk = np.maximum(k, 1)
+            qa, qb = np.where(k > 0, xa // kk, 0), np.where(k > 0, xb // kk, 0)
+            ra, rb = xa - qa * k, xb - qb * k
+            h = k // 2
+            bps = np.sort(np.stack([ra, rb, h, 2 * h]), axis=0)
+            lows = [np.zeros_like(k), bps[0], bps[1], bps[2], bps[3]]
+            highs = [bps[0], bps[1], bps[2], bps[3], k]
+            for lo, hi in zip(lows, highs):
+                cnt = np.maximum(hi - lo, 0).astype(np.float64)
+                post = qa + (lo < ra) + sa * (lo < h) - sa * ((lo >= h) & (lo < 2 * h))
+                v = post - (qb + (lo < rb))
+                ss = ss + cnt * (v.astype(np.float64) - m) ** 2
+        return np.asarray(np.where(nf > 1, np.sqrt(ss / (nf - 1)), np.nan), dtype=np.float64)
+
+
+def _baseline_se(plan: Plan, ep: EffectPlan, st: "ScopeStats", x0: FloatArray, n0: FloatArray, n1: FloatArray,
+                 unit: float) -> FloatArray:
+    """The standard error of a difference-in-differences or blended baseline (as the
+    exact path's estimators give it)."""
+    mtype = plan.metrics[ep.metric].type
+    p0s = [(a[2], a[3], a[5]) for a in st.parts]
+    n = len(x0)
+    with np.errstate(all="ignore"):
+        se_c = _se_of(mtype, x0, n0, p0s, unit)
+        if ep.pre >= 0:
+            pre_type = plan.metrics[ep.pre].type
+            xp1 = sum((a[6] for a in st.parts), np.zeros(n, dtype=np.int64)).astype(np.float64)
+            xp0 = sum((a[7] for a in st.parts), np.zeros(n, dtype=np.int64)).astype(np.float64)
+            se_tp = _se_of(pre_type, xp1, n1, [(a[6], a[1], 0 * a[1]) for a in st.parts])
+            se_cp = _se_of(pre_type, xp0, n0, [(a[7], a[3], 0 * a[3]) for a in st.parts])
+            se_did = np.where((n0 > 1) & (n1 > 1), np.sqrt(se_c**2 + se_tp**2 + se_cp**2), np.nan)
         else:
-            if ep.baseline == "historical":
-                x0 = b * ep.hist_n
-                n0 = np.full_like(n1, float(ep.hist_n))
-            p0 = x0 / n0
-            pooled = (x1 + x0) / (n1 + n0)
-            se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
-            z = np.where(se > 0, (p1 - p0) / se, np.where(p1 == p0, 0.0, np.copysign(np.inf, p1 - p0)))
-        if ep.alternative == "greater":
-            p = special.ndtr(-z)
-        elif ep.alternative == "less":
-            p = special.ndtr(z)
+            se_did = np.full(n, np.nan)
+        if ep.baseline == "did":
+            return np.asarray(se_did, dtype=np.float64)
+        acc: FloatArray = np.zeros(n)
+        for part in ep.components:
+            if part.kind == "fixed":
+                se_i = np.zeros(n)
+            elif part.kind == "historical":
+                v, k = float(part.value), part.hist_n
+                if part.hist_sd is not None:
+                    se_i = np.full(n, part.hist_sd / math.sqrt(k))
+                elif mtype == "binary":
+                    se_i = np.full(n, math.sqrt(max(v * (1 - v), 0.0) / k))
+                elif mtype in ("event", "count"):
+                    se_i = np.full(n, math.sqrt(max(v, 0.0) / k))
+                else:
+                    se_i = np.full(n, np.nan)
+            elif part.kind == "did":
+                se_i = se_did
+            else:
+                se_i = se_c
+            acc = acc + (float(part.weight) * se_i) ** 2
+        return np.asarray(np.sqrt(acc), dtype=np.float64)
+
+
+def _z_from(diff: FloatArray, se: FloatArray) -> FloatArray:
+    """The statistic ``diff / se`` with the exact path's conventions for ``se = 0``."""
+    with np.errstate(all="ignore"):
+        return np.asarray(np.where(se > 0, diff / se, np.where(diff == 0, 0.0, np.copysign(np.inf, diff))),
+                          dtype=np.float64)
+
+
+def _p_from(stat: FloatArray, alternative: str, df: FloatArray | None = None) -> FloatArray:
+    """``stats._p_from_z`` / ``_p_from_t`` on arrays (the same scipy functions)."""
+    bad = np.isnan(stat) if df is None else (np.isnan(stat) | np.isnan(df))
+    s = np.where(bad, 0.0, stat)
+    dist: tuple[Callable[..., FloatArray], Callable[..., FloatArray]]
+    if df is None:
+        dist = (lambda x: _st.norm.sf(x), lambda x: _st.norm.cdf(x))
+    else:
+        d = np.where(bad, 1.0, df)
+        dist = (lambda x: _st.t.sf(x, d), lambda x: _st.t.cdf(x, d))
+    p: FloatArray
+    if alternative == "greater":
+        p = np.asarray(dist[0](s), dtype=np.float64)
+    elif alternative == "less":
+        p = np.asarray(dist[1](s), dtype=np.float64)
+    else:
+        p = np.asarray(2 * dist[0](np.abs(s)), dtype=np.float64)
+    return np.asarray(np.where(bad, 1.0, p), dtype=np.float64)
+
+
+def _log_ratio(m: FloatArray, b: FloatArray, se_m: FloatArray, se_b: FloatArray,
+               confidence: float) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """``stats._log_ratio_ci`` on arrays: (low, high, defined)."""
+    with np.errstate(all="ignore"):
+        ok = (m > 0) & (b > 0)
+        r = m / b
+        se_log = np.sqrt((se_m / m) ** 2 + (se_b / b) ** 2)
+        z = float(_st.norm.ppf(0.5 + confidence / 2))
+        return r * np.exp(-z * se_log), r * np.exp(z * se_log), ok
+
+
+def _twelve_digits(x: FloatArray, tol: FloatArray) -> tuple[FloatArray, BoolArray]:
+    """``x`` at 12 significant digits (as :func:`sib_engine.stats.to_decimal`, read back as
+    float64) and the worlds where ``x``, known to within ``tol``, is too close to a
+    rounding tie (or to a power of ten, or to zero) to be sure of those digits."""
+    with np.errstate(all="ignore"):
+        ax = np.abs(x)
+        ok = np.isfinite(x) & (ax > 0)
+        lg = np.log10(np.where(ok, ax, 1.0))
+        k = np.floor(lg).astype(np.int64) - 11
+        near = ~ok | (np.abs(lg - np.rint(lg)) < 1e-9) | (k >= 0) | (k < -300)
+        j = np.clip(-k, 1, 300)
+        big = j > 22  # 10**j not exact: leave it to the exact path
+        near |= big
+        scale = 10.0 ** np.minimum(j, 22)
+        scaled = x * scale
+        frac = np.abs(scaled) - np.floor(np.abs(scaled))
+        near |= np.abs(frac - 0.5) <= tol * scale + 1e-3
+        out = np.rint(scaled) / scale
+        return np.asarray(np.where(ok, out, x), dtype=np.float64), np.asarray(near, dtype=bool)
+
+
+BOUND_TOL = 1e-14
+"""Relative error (of the terms summed) within which a confidence bound of float64 may
+differ from the exact path's own float computation of it."""
+
+
+def gate_vec(plan: Plan, ep: EffectPlan, st: "ScopeStats", m: FloatArray, b: FloatArray) -> GateResult:
+    """The gate of ``ep`` in every world, as ``baselines.compute_effect`` decides it with the
+    test the contract names (the designs of ``baselines.Comparison.test``)."""
+    assert ep.gate_level is not None
+    mtype = plan.metrics[ep.metric].type
+    unit = plan.metrics[ep.metric].unit
+    level = ep.gate_level
+    alt = ep.alternative
+    conf = ep.confidence
+    x1, n1 = np.asarray(st.x1 * unit, dtype=np.float64), st.n1.astype(np.float64)
+    x0, n0 = np.asarray(st.x0 * unit, dtype=np.float64), st.n0.astype(np.float64)
+    p1s = [(a[0], a[1], a[4]) for a in st.parts]
+    p0s = [(a[2], a[3], a[5]) for a in st.parts]
+    nw = len(x1)
+    invalid = np.zeros(nw, dtype=bool)
+    exact_all = np.zeros(nw, dtype=bool)
+    zc = float(_st.norm.ppf(0.5 + conf / 2))
+    df: FloatArray | None = None
+    r_lo = r_hi = np.full(nw, np.nan)
+    r_ok = np.zeros(nw, dtype=bool)
+    p = np.ones(nw)
+    lo = hi = np.full(nw, np.nan)
+    mag = np.zeros(nw)
+    with np.errstate(all="ignore"):
+        if ep.baseline == "none":
+            # the level against zero: wald_z(m, se, 0, 0) with the sample's standard error
+            if mtype == "binary":
+                se_m = np.sqrt(m * (1 - m) / n1)
+            else:
+                sd = _spread(p1s, st.x1, st.n1, unit)
+                se_m = np.where(n1 > 1, sd / np.sqrt(n1), np.nan)
+            se = np.sqrt(se_m**2 + 0.0**2)
+            diff = m - 0.0
+            stat = _z_from(diff, se)
+            p = _p_from(stat, alt)
+            lo, hi = diff - zc * se, diff + zc * se
+            mag = np.abs(diff) + np.abs(zc * se)
+            exact_all |= ~(se > 0)
+        elif ep.baseline == "expected" and (ep.test == "poisson_rate_ratio" or (ep.test == "welch_t")):
+            if ep.test == "poisson_rate_ratio":
+                # poisson_one_sample(round(total), n, mean expected days)
+                k1 = np.round(x1)
+                mu = b * n1
+                invalid |= n1 <= 0
+                if alt == "greater":
+                    p = _st.poisson.sf(k1 - 1, mu)
+                elif alt == "less":
+                    p = _st.poisson.cdf(k1, mu)
+                else:
+                    exact_all[:] = True
+                if ep.rule != "significant":
+                    exact_all[:] = True
+                p = np.asarray(np.where(np.isnan(p), 1.0, p), dtype=np.float64)
+            else:
+                # paired: one_sample_t(mean difference + b, sd of the differences, n, b); with
+                # fewer than two differences, the exact path's normal approximation
+                offsets = [np.full(nw, _expected_days(ep, int(a[8][0]))) for a in st.parts]
+                sd_d = _spread(p1s, st.x1, st.n1, unit, offsets)
+                exp_sum = sum((a[1] * o for a, o in zip(st.parts, offsets)), np.zeros(nw))
+                mean_d = (x1 - exp_sum) / n1
+                paired = n1 > 1
+                se = sd_d / np.sqrt(n1)
+                df = n1 - 1
+                diff = (mean_d + b) - b
+                stat = _z_from(diff, se)
+                tc = _st.t.ppf(0.5 + conf / 2, np.where(paired, df, 1.0))
+                lo, hi = diff - tc * se, diff + tc * se
+                r_ok = b != 0
+                r_lo, r_hi = (b + lo) / b, (b + hi) / b
+                mag = np.abs(mean_d) + np.abs(b) + np.abs(tc * se)
+                mag = np.where(r_ok, mag / np.abs(b) + 1, mag)
+                p = _p_from(stat, alt, df)
+                exact_all |= ~paired | ~(se > 0)
+        elif ep.baseline in ("blended", "expected") or (ep.baseline == "did" and ep.test != "welch_t"):
+            # the normal approximation of the metric against the baseline (wald_z)
+            se_m = _se_of(mtype, x1, n1, p1s, unit)
+            se_b = _baseline_se(plan, ep, st, x0, n0, n1, unit) if ep.baseline != "expected" else np.zeros(nw)
+            se = np.sqrt(se_m**2 + se_b**2)
+            diff = m - b
+            stat = _z_from(diff, se)
+            p = _p_from(stat, alt)
+            lo, hi = diff - zc * se, diff + zc * se
+            r_lo, r_hi, r_ok = _log_ratio(m, b, se_m, se_b, conf)
+            mag = np.abs(m) + np.abs(b) + np.abs(zc * se)
+            mag = np.where(r_ok, np.abs(r_lo) + 1, mag)
+            exact_all |= ~(se > 0)
+        elif ep.baseline == "did":
+            xp1 = sum((a[6] for a in st.parts), np.zeros(nw, dtype=np.int64))
+            xp0 = sum((a[7] for a in st.parts), np.zeros(nw, dtype=np.int64))
+            if ep.test == "welch_t":
+                # Welch on per-participant gains (post - pre), where both groups have two or more
+                gains = (n1 > 1) & (n0 > 1)
+                g1 = _gain_spread([(a[0], a[1], a[6], a[4]) for a in st.parts], st.x1 - xp1, st.n1)
+                g0 = _gain_spread([(a[2], a[3], a[7], a[5]) for a in st.parts], st.x0 - xp0, st.n0)
+                v1, v0 = g1**2 / n1, g0**2 / n0
+                se = np.sqrt(v1 + v0)
+                diff = (st.x1 - xp1) / n1 - (st.x0 - xp0) / n0
+                df = np.where(se == 0, n1 + n0 - 2, (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1)))
+                stat = _z_from(diff, se)
+                tc = _st.t.ppf(0.5 + conf / 2, np.where(~gains | np.isnan(df), 1.0, df))
+                lo, hi = diff - tc * se, diff + tc * se
+                r_ok = b != 0
+                r_lo, r_hi = (b + lo) / b, (b + hi) / b
+                mag = np.abs(diff) + np.abs(tc * se)
+                mag = np.where(r_ok, mag / np.abs(b) + 1, mag)
+                p = _p_from(stat, alt, df)
+                exact_all |= gains & ~(se > 0)
+                # without two gains a group, the exact path falls back to the normal approximation
+                exact_all |= ~gains
+        elif ep.test == "two_proportion_z":
+            p1 = x1 / n1
+            if ep.baseline == "fixed":
+                p0 = b
+                arg0 = p0 * (1 - p0) / n1
+                se0 = np.sqrt(arg0)
+                stat = _z_from(p1 - p0, se0)
+                arg = p1 * (1 - p1) / n1
+                se = np.sqrt(arg)
+                invalid |= (arg0 < 0) | (arg < 0) | (n1 <= 0)
+                lo, hi = (p1 - p0) - zc * se, (p1 - p0) + zc * se
+                r_ok = p0 != 0
+                r_lo, r_hi = (p0 + lo) / p0, (p0 + hi) / p0
+                mag = np.abs(p1) + np.abs(p0) + np.abs(zc * se)
+                mag = np.where(r_ok, mag / np.abs(p0) + 1, mag)
+            else:
+                if ep.baseline == "historical":
+                    x0 = b * ep.hist_n
+                    n0 = np.full_like(n1, float(ep.hist_n))
+                p0 = x0 / n0
+                pooled = (x1 + x0) / (n1 + n0)
+                arg_t = pooled * (1 - pooled) * (1 / n1 + 1 / n0)
+                stat = _z_from(p1 - p0, np.sqrt(arg_t))
+                arg = p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0
+                se = np.sqrt(arg)
+                lo, hi = (p1 - p0) - zc * se, (p1 - p0) + zc * se
+                ratio = p1 / p0
+                r_ok = (x1 > 0) & (x0 > 0) & np.isfinite(ratio)
+                arg_k = (1 - p1) / x1 + (1 - p0) / x0
+                invalid |= (arg_t < 0) | (arg < 0) | (r_ok & (arg_k < 0)) | (n1 <= 0) | (n0 <= 0)
+                se_log = np.sqrt(arg_k)
+                r_lo, r_hi = ratio * np.exp(-zc * se_log), ratio * np.exp(zc * se_log)
+                mag = np.abs(p1) + np.abs(p0) + np.abs(zc * se)
+                mag = np.where(r_ok, np.abs(r_lo) + 1, mag)
+            p = _p_from(stat, alt)
+        elif ep.test == "welch_t":
+            sd1 = _spread(p1s, st.x1, st.n1, unit)
+            if ep.baseline == "fixed":
+                # one_sample_t(m, sd, n, b)
+                invalid |= n1 < 2
+                se = sd1 / np.sqrt(n1)
+                df = n1 - 1
+                diff = m - b
+                stat = _z_from(diff, se)
+                tc = _st.t.ppf(0.5 + conf / 2, np.where(invalid, 1.0, df))
+                lo, hi = diff - tc * se, diff + tc * se
+                r_ok = b != 0
+                r_lo, r_hi = (b + lo) / b, (b + hi) / b
+                mag = np.abs(m) + np.abs(b) + np.abs(tc * se)
+                mag = np.where(r_ok, mag / np.abs(b) + 1, mag)
+            else:
+                if ep.baseline == "historical":
+                    assert ep.hist_sd is not None
+                    m0 = b
+                    sd0 = np.full(nw, ep.hist_sd)
+                    k0 = np.full(nw, float(ep.hist_n))
+                else:
+                    m0 = x0 / n0
+                    sd0 = _spread(p0s, st.x0, st.n0, unit)
+                    k0 = n0
+                invalid |= (n1 < 2) | (k0 < 2)
+                v1, v0 = sd1**2 / n1, sd0**2 / k0
+                se = np.sqrt(v1 + v0)
+                diff = m - m0
+                df = np.where(se == 0, n1 + k0 - 2, (v1 + v0) ** 2 / (v1**2 / (n1 - 1) + v0**2 / (k0 - 1)))
+                stat = _z_from(diff, se)
+                tc = _st.t.ppf(0.5 + conf / 2, np.where(invalid | np.isnan(df), 1.0, df))
+                lo, hi = diff - tc * se, diff + tc * se
+                r_lo, r_hi, r_ok = _log_ratio(m, m0, np.sqrt(v1), np.sqrt(v0), conf)
+                mag = np.abs(m) + np.abs(m0) + np.abs(tc * se)
+                mag = np.where(r_ok, np.abs(r_lo) + 1, mag)
+            exact_all |= ~(se > 0)
+            p = _p_from(stat, alt, df)
+        else:  # poisson_rate_ratio (exact tests: one-sided p-values on arrays, the rest exactly)
+            k1 = np.round(x1)
+            if ep.baseline == "fixed":
+                mu = b * n1
+                invalid |= n1 <= 0
+                if alt == "greater":
+                    p = _st.poisson.sf(k1 - 1, mu)
+                elif alt == "less":
+                    p = _st.poisson.cdf(k1, mu)
+                else:
+                    exact_all[:] = True
+            else:
+                if ep.baseline == "historical":
+                    k0 = np.full(nw, float(round(float(ep.value) * ep.hist_n)))
+                    t0 = np.full(nw, float(ep.hist_n))
+                else:
+                    k0, t0 = np.round(x0), n0
+                invalid |= (n1 <= 0) | (t0 <= 0)
+                tot = k1 + k0
+                p_null = n1 / (n1 + t0)
+                if alt == "greater":
+                    p = _st.binom.sf(k1 - 1, tot, p_null)
+                elif alt == "less":
+                    p = _st.binom.cdf(k1, tot, p_null)
+                else:
+                    exact_all[:] = True
+                p = np.where(tot == 0, 1.0, p)
+            if ep.rule != "significant":
+                exact_all[:] = True
+            p = np.asarray(np.where(np.isnan(p), 1.0, p), dtype=np.float64)
+    near = exact_all.copy()
+    if ep.rule == "significant":
+        open_ = ~invalid & (p < level)
+        near |= np.abs(p - level) <= P_TOL_TESTS * level
+        return GateResult(np.asarray(open_, dtype=bool), None, near)
+    # lower_bound: baselines._measure_ci, lower end
+    meas = ep.measure
+    with np.errstate(all="ignore"):
+        if meas == "level":
+            bound = lo + b
+        elif meas == "difference":
+            bound = lo
+        elif meas == "reduction":
+            bound = -hi
         else:
-            p = 2 * special.ndtr(-np.abs(z))
-        return np.asarray(np.where(np.isnan(z), 1.0, p), dtype=np.float64)
+            rl = np.where(r_ok, r_lo, (b + lo) / b)
+            rh = np.where(r_ok, r_hi, (b + hi) / b)
+            defined = r_ok | (b != 0)
+            bound = np.where(defined, rl - 1 if meas == "relative_difference" else 1 - rh, np.nan)
+    bound = np.where(invalid, np.nan, bound)
+    paid, near_d = _twelve_digits(bound, BOUND_TOL * mag)
+    near |= near_d & ~np.isnan(bound)
+    open_ = ~np.isnan(bound)
+    return GateResult(np.asarray(open_, dtype=bool), np.asarray(paid, dtype=np.float64), near)
+
+
+P_TOL_TESTS = 1e-9
+"""Relative distance of a p-value from the gate's level within which a world is decided
+exactly (the t-tests' spreads are summed in another order than numpy's)."""
 
 
 def _schedule_f(s: Schedule, e: FloatArray) -> tuple[FloatArray, BoolArray]:
@@ -225,6 +787,27 @@ class ScopeStats:
     n1: IntArray
     x0: IntArray
     n0: IntArray
+    parts: tuple[tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray],
+                 ...] = ()
+    """Per cohort of the scope (x1, n1, x0, n0, s1, s0, p1, p0: see :data:`Parts`), where
+    the gate's test reads the spread of the per-participant values, the metric is
+    continuous or the baseline a difference in differences (:func:`needs_parts`); empty
+    otherwise."""
+
+    def columns(self) -> list[IntArray]:
+        return [self.x1, self.n1, self.x0, self.n0] + [c for part in self.parts for c in part]
+
+
+def needs_parts(plan: Plan, ep: EffectPlan) -> bool:
+    """Whether the gate's test reads more than the scope's totals: a t-test, or the
+    standard error of a count's level."""
+    if plan.metrics[ep.metric].type == "continuous" or ep.baseline in ("did", "blended", "expected"):
+        return True
+    if ep.gate_level is None:
+        return False
+    if ep.baseline == "none":
+        return plan.metrics[ep.metric].type != "binary"
+    return ep.test == "welch_t"
 
 
 def scope_amounts(
@@ -235,24 +818,47 @@ def scope_amounts(
     world: float64, with :func:`exact_scope_amount` for the worlds near a decision."""
     ep = sp.effect
     n = st.x1.shape[0]
-    cols = [st.x1, st.n1, st.x0, st.n0] + ([n_rest] if n_rest is not None else [])
-    if n and all(int(c.min()) == int(c.max()) for c in cols):
-        # the same counts in every world (e.g. nothing measured yet): one exact amount
-        row = [int(c[0]) for c in cols] + ([0] if n_rest is None else [])
+    base_cols = st.columns()
+    cols = base_cols[:4] + ([n_rest] if n_rest is not None else []) + base_cols[4:]
+    np_ = len(st.parts)
+
+    def exact_row(row: list[int]) -> int:
+        """The exact amount of one world's counts (``x1, n1, x0, n0, n_rest, parts...``), memoised."""
         key = (sp.index, label == "pooled fallback", *row)
         got = memo.get(key)
         if got is None:
-            got = int(exact_scope_amount(plan, sp, label, *row).scaleb(plan.minor))
+            flat = row[5:]
+            parts = tuple((flat[9 * i], flat[9 * i + 1], flat[9 * i + 2], flat[9 * i + 3], flat[9 * i + 4],
+                           flat[9 * i + 5], flat[9 * i + 6], flat[9 * i + 7], flat[9 * i + 8]) for i in range(np_))
+            amt = exact_scope_amount(plan, sp, label, row[0], row[1], row[2], row[3], row[4], parts or None)
+            got = int(amt.scaleb(plan.minor))
             memo[key] = got
-        return np.full(n, got, dtype=np.int64)
-    x1, n1 = st.x1.astype(np.float64), st.n1.astype(np.float64)
-    x0, n0 = st.x0.astype(np.float64), st.n0.astype(np.float64)
+        return got
+
+    if n and all(int(c.min()) == int(c.max()) for c in cols):
+        # the same counts in every world (e.g. nothing measured yet): one exact amount
+        first = [int(c[0]) for c in cols]
+        row = first[:4] + ([first[4]] if n_rest is not None else [0]) + first[4 + (n_rest is not None):]
+        return np.full(n, exact_row(row), dtype=np.int64)
+    unit = plan.metrics[ep.metric].unit
+    x1, n1 = np.asarray(st.x1 * unit, dtype=np.float64), st.n1.astype(np.float64)
+    x0, n0 = np.asarray(st.x0 * unit, dtype=np.float64), st.n0.astype(np.float64)
+    on_bound = ep.gate_level is not None and ep.rule == "lower_bound"
     with np.errstate(all="ignore"):
         m = x1 / n1
         if ep.baseline == "none":
             b = np.zeros(n)
         elif ep.baseline in ("fixed", "historical"):
             b = np.full(n, float(ep.value))
+        elif ep.baseline in ("did", "blended"):
+            b, b_mag = _baseline_values(ep, st, x0, n0, n1)
+        elif ep.baseline == "expected":
+            # the mean expected days; the exact path reads their sum at 12 digits
+            exp_sum = np.asarray(sum((a[1] * _expected_days(ep, int(a[8][0])) for a in st.parts), np.zeros(n)),
+                                 dtype=np.float64)
+            b_test = exp_sum / n1
+            s12, near_b = _twelve_digits(exp_sum, 1e-13 * np.abs(exp_sum))
+            b = s12 / n1
         else:
             b = x0 / n0
         valid = (st.n1 > 0) & ~np.isnan(b)
@@ -267,16 +873,32 @@ def scope_amounts(
             valid &= b != 0
             e = (m - b) / b if meas == "relative_difference" else (b - m) / b
         near = np.zeros(n, dtype=bool)
+        if ep.baseline == "expected":
+            near |= valid & near_b
+        if ep.baseline in ("did", "blended"):
+            near |= (st.n1 > 0) & (np.abs(b) <= 1e-9 * b_mag)  # terms that cancel: decide exactly
         if ep.gate_level is not None:
-            p = _p_values(ep, x1, n1, b, x0, n0)
-            valid &= p < ep.gate_level
-            near |= np.abs(p - ep.gate_level) <= P_TOL * ep.gate_level
+            g = gate_vec(plan, ep, st, m, b_test if ep.baseline == "expected" else b)
+            near |= g.near & valid  # a world without an effect to measure pays nothing either way
+            valid &= g.open
+            if g.paid is not None:
+                e = g.paid
+                near |= valid & ~np.isfinite(e)
         e = np.where(valid, e, np.nan)
         # units of effect over all participants (never below 0), where the payment uses them
         need_units = sp.kind == "share_of_savings" or sp.pays == "per_unit" or (
             label == "pooled fallback" and sp.fallback_pays == "per_unit")
         units = np.zeros(n)
-        if need_units:
+        absolute = np.zeros(n)
+        if need_units and on_bound:
+            # the paid effect per participant (relative measures times the baseline), x n
+            if ep.baseline == "comparison":
+                be = x0 / n0
+            else:
+                be = b
+            absolute = np.where(valid, e * be if meas.startswith("relative") else e, 0.0)
+            units = np.where(valid & (absolute > 0), absolute * n1, 0.0)
+        elif need_units:
             if ep.baseline == "comparison":
                 be_n = (x0 * n1) / n0
             else:
@@ -288,6 +910,7 @@ def scope_amounts(
             else:
                 units = be_n - x1
             units = np.where(valid & (units > 0), units, 0.0)
+            absolute = units / n1  # units > 0 exactly when the absolute effect is
         if sp.kind == "share_of_savings":
             raw = float(sp.share) * units * float(sp.unit_cost)
         elif label == "pooled fallback":
@@ -300,7 +923,6 @@ def scope_amounts(
             elif sp.fallback_pays == "per_participant":
                 raw = value * nr
             else:
-                absolute = units / n1  # units > 0 exactly when the absolute effect is
                 raw = value * np.where(absolute > 0, absolute * nr, 0.0)
             raw = np.where(nr > 0, raw, 0.0)
         else:
@@ -322,26 +944,18 @@ def scope_amounts(
     idx = np.flatnonzero(near)
     if idx.size:
         rest = n_rest if n_rest is not None else np.zeros(n, dtype=np.int64)
-        cols = [st.x1[idx], st.n1[idx], st.x0[idx], st.n0[idx], rest[idx]]
-        packed, radix = _pack(cols)
+        sel = [c[idx] for c in base_cols[:4]] + [rest[idx]] + [c[idx] for c in base_cols[4:]]
+        packed, radix = _pack(sel)
         if packed is not None and (packed == packed[0]).all():
             inv = np.zeros(len(idx), dtype=np.intp)
-            rows = [[int(c[0]) for c in cols]]
+            rows = [[int(c[0]) for c in sel]]
         elif packed is not None:
-            uniq, first, inv = np.unique(packed, return_index=True, return_inverse=True)
-            rows = [[int(c[j]) for c in cols] for j in first]
-        else:  # pragma: no cover - counts beyond 2**12 per column in five columns
-            u2, inv = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+            uniq, first_i, inv = np.unique(packed, return_index=True, return_inverse=True)
+            rows = [[int(c[j]) for c in sel] for j in first_i]
+        else:  # counts beyond what one int64 key holds
+            u2, inv = np.unique(np.stack(sel, axis=1), axis=0, return_inverse=True)
             rows = u2.tolist()
-        vals = np.empty(len(rows), dtype=np.int64)
-        for j, row in enumerate(rows):
-            key = (sp.index, label == "pooled fallback", *row)
-            got = memo.get(key)
-            if got is None:
-                amt = exact_scope_amount(plan, sp, label, row[0], row[1], row[2], row[3], row[4])
-                got = int(amt.scaleb(plan.minor))
-                memo[key] = got
-            vals[j] = got
+        vals = np.array([exact_row(r) for r in rows], dtype=np.int64)
         out[idx] = vals[np.asarray(inv).reshape(-1)]
     return out
 
@@ -505,7 +1119,7 @@ def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]
                     n_rest = np.zeros(n, dtype=np.int64)
                     for c in range(nc):
                         n_rest += np.where(per_cohort[c] <= 0, members[c], 0)
-                key_stats = (st.x1, st.n1, st.x0, st.n0) + ((n_rest,) if n_rest is not None else ())
+                key_stats = tuple(st.columns()) + ((n_rest,) if n_rest is not None else ())
                 prev = prev_stats.get(label)
                 if prev is not None and len(prev) == len(key_stats) and all(
                         np.array_equal(a, b) for a, b in zip(prev, key_stats)):
@@ -549,15 +1163,31 @@ def _stats(plan: Plan, w: World, t: "object", sp: SchedPlan, det: DetPlan, cohor
     n1 = np.zeros(n, dtype=np.int64)
     x0 = np.zeros(n, dtype=np.int64)
     n0 = np.zeros(n, dtype=np.int64)
+    parts: list[tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]] = []
+    pre = sp.effect.pre
+    horizon = sp.effect.horizon if sp.effect.baseline == "expected" else 0
+    split = needs_parts(plan, sp.effect)
+    measured_only = plan.metrics[mi].type == "continuous"  # no measurement: not in the sample
+    zero = np.zeros(n, dtype=np.int64)
     for c in cohorts:
         if enrol[c] > det.cutoff_day:
             continue
-        n1 += w.n_t[:, c]
-        n0 += w.n_c[:, c]
-        if meas[mi, c] <= det.cutoff_day and wok[mi, c]:
+        seen = bool(meas[mi, c] <= det.cutoff_day and wok[mi, c])
+        if horizon:  # counted over the horizon from enrolment (its last day included)
+            seen = seen and bool(meas[mi, c] <= enrol[c] + horizon)
+        k1 = w.n_t[:, c] if seen or not measured_only else zero
+        k0 = w.n_c[:, c] if seen or not measured_only else zero
+        n1 += k1
+        n0 += k0
+        if seen:
             x1 += w.x_t[:, mi, c]
             x0 += w.x_c[:, mi, c]
-    return ScopeStats(x1, n1, x0, n0)
+        if split:
+            parts.append((w.x_t[:, mi, c] if seen else zero, k1, w.x_c[:, mi, c] if seen else zero, k0,
+                          w.s_t[:, mi, c] if seen else zero, w.s_c[:, mi, c] if seen else zero,
+                          w.x_t[:, pre, c] if pre >= 0 else zero, w.x_c[:, pre, c] if pre >= 0 else zero,
+                          np.full(n, int(det.cutoff_day - enrol[c]), dtype=np.int64)))
+    return ScopeStats(x1, n1, x0, n0, tuple(parts))
 
 
 def _apply_caps(plan: Plan, blocks: list[_Block], A: IntArray, U: IntArray) -> IntArray:
@@ -584,6 +1214,12 @@ def _apply_caps(plan: Plan, blocks: list[_Block], A: IntArray, U: IntArray) -> I
                 A[cols] = paid_units * price[cols][:, None]
             if o.cap_amount is not None:
                 A[cols] = running_cap(A[cols], o.cap_amount, axis=0)
+    # per participant: each card's cap_per_participant, then caps.per_participant (the plan
+    # refuses a binding caps.per_participant behind a rate card's period or total cap)
+    pp_cards = {cd.index: cd.cap_participant for cd in plan.cards if cd.cap_participant is not None}
+    if pp_cards or plan.cap_participant is not None:
+        cohort = np.array([b.cohort for b in blocks])
+        A = participant_caps(A, is_claim, trig, cohort, price, pp_cards, plan.cap_participant)
     # trigger caps: per period, then in all
     sched_caps = {sp.index: sp for sp in plan.scheds}
     for ti in range(len(plan.trigger_ids)):
@@ -600,6 +1236,50 @@ def _apply_caps(plan: Plan, blocks: list[_Block], A: IntArray, U: IntArray) -> I
         for p in np.unique(period):
             cols = np.flatnonzero(period == p)
             A[cols] = running_cap(A[cols], plan.cap_period, axis=0)
+    return A
+
+
+def participant_caps(A: IntArray, is_claim: BoolArray, trig: IntArray, cohort: IntArray, price: IntArray,
+                     per_card: dict[int, int], per_contract: int | None) -> IntArray:
+    """Per-participant running caps on the claim blocks (blocks x worlds, in row order).
+
+    A world holds counts, not participants; the participants are nevertheless determined:
+    of a cohort, participant ``j`` has an outcome when ``j`` is below the count (those
+    with an outcome are nested within those with its prerequisites, as
+    :func:`~sib_engine.simulation.exact.world_data` writes them out), and the caps before
+    these (``cap_units``, ``cap_amount``) take rows in participant order, so a block's
+    rows after them are ``F`` full prices, then one row of ``R`` (the rest), then nothing
+    (``F, R = divmod(amount, price)``).  The breakpoints ``F`` and ``F + 1`` of a cohort's
+    blocks, sorted per world, cut its participants into segments whose members have the
+    same rows in every block; each segment's rows are capped as one participant's (a
+    running cap over its rows in row order) and counted as often as it has members.
+    """
+    A = A.copy()
+    if not is_claim.any():
+        return A
+    for c in np.unique(cohort[is_claim]):
+        rows = np.flatnonzero(is_claim & (cohort == c))
+        k = len(rows)
+        pr = price[rows][:, None]
+        amount = A[rows]
+        full = np.where(pr > 0, amount // np.maximum(pr, 1), 0)
+        rest = amount - full * pr
+        bps = np.sort(np.concatenate([full, full + 1]), axis=0)  # (2k, n)
+        starts = np.concatenate([np.zeros((1, bps.shape[1]), dtype=np.int64), bps[:-1]], axis=0)
+        size = bps - starts
+        j = starts[:, None, :]
+        seg = np.where(j < full[None], pr[None], np.where(j == full[None], rest[None], 0))  # (2k, k, n)
+        groups: list[tuple[list[int], int]] = []
+        for ti, cap in per_card.items():
+            cols = [b for b in range(k) if trig[rows[b]] == ti]
+            if cols:
+                groups.append((cols, cap))
+        if per_contract is not None:
+            groups.append((list(range(k)), per_contract))
+        for cols, cap in groups:
+            paid = np.minimum(np.cumsum(seg[:, cols, :], axis=1), cap)
+            seg[:, cols, :] = np.diff(paid, axis=1, prepend=0)
+        A[rows] = np.einsum("iw,ibw->bw", size, seg)
     return A
 
 

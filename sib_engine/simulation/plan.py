@@ -19,11 +19,14 @@ from typing import Literal
 
 import numpy as np
 
+from sib_engine.baselines import DEFAULT_TEST
 from sib_engine.contract import (
+    BlendedBaseline,
     CohortTrigger,
     ComparisonGroupBaseline,
     Contract,
     Effect,
+    ExpectedDurationBaseline,
     FixedBaseline,
     HistoricalBaseline,
     RateCardTrigger,
@@ -39,6 +42,8 @@ from sib_engine.periods import add_months
 from sib_engine.stats import interval_confidence
 
 NEVER = np.iinfo(np.int64).max // 4
+PRE_DAYS = 30
+"""A pre-enrolment measure is dated this many days before enrolment."""
 
 
 class SimulationError(SibError):
@@ -63,6 +68,24 @@ class MetricPlan:
     rate card's; a participant with this outcome has all of them, dated no later."""
     comparison: bool
     """True if a comparison group is measured on it."""
+    sd: float = 0.0
+    """For a continuous metric (or a count or duration given one): the standard deviation of
+    the value between participants (the simulation assumption's ``sd``)."""
+    pre: bool = False
+    """A difference-in-differences baseline's ``pre_metric``: measured once before
+    enrolment (a month before), on the participants and the comparison group, without
+    the programme's effect."""
+
+    @property
+    def spread(self) -> bool:
+        """Whether the world draws each group's spread of values (a continuous metric, or a
+        count or duration with an ``sd``) rather than spreading a total evenly."""
+        return self.type == "continuous" or (self.type in ("count", "duration") and self.sd > 0 and not self.pre)
+
+    @property
+    def unit(self) -> float:
+        """What one unit of the world's totals is worth (a hundredth for a continuous metric)."""
+        return 0.01 if self.type == "continuous" else 1.0
 
 
 @dataclass(frozen=True)
@@ -77,18 +100,45 @@ class DetPlan:
 
 
 @dataclass(frozen=True)
+class BlendPart:
+    """One component of a blended baseline."""
+
+    weight: Decimal
+    kind: Literal["fixed", "historical", "comparison", "did"]
+    value: Decimal = Decimal(0)
+    hist_n: int = 0
+    hist_sd: float | None = None
+
+
+@dataclass(frozen=True)
 class EffectPlan:
     """How one trigger's effect is measured (the parts of ``compute_effect`` it uses)."""
 
     metric: int
     measure: str
-    baseline: Literal["none", "fixed", "historical", "comparison"]
+    baseline: Literal["none", "fixed", "historical", "comparison", "did", "blended", "expected"]
     value: Decimal
     """The baseline's value (fixed, historical)."""
     hist_n: int
     gate_level: float | None
     alternative: str
     confidence: float
+    test: str = "two_proportion_z"
+    """The gate's test (``two_proportion_z``, ``welch_t``, ``poisson_rate_ratio``); a gate on
+    a level measure (no baseline) runs the exact path's normal approximation whatever it names."""
+    rule: str = "significant"
+    """The gate's rule: ``significant`` (pays the estimate if the test rejects) or
+    ``lower_bound`` (pays on the conservative end of the confidence interval)."""
+    hist_sd: float | None = None
+    """The historical baseline's ``sd`` (for a Welch test against it)."""
+    pre: int = -1
+    """For a difference-in-differences baseline (``did``, or one in a blend): the
+    pre-enrolment metric (index into ``Plan.metrics``)."""
+    components: tuple[BlendPart, ...] = ()
+    """For a blended baseline: its components, in order."""
+    horizon: int = 0
+    """For an expected-duration baseline (``expected``): ``horizon_days``; ``value`` is the
+    expected days of the table row every simulated participant falls in."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +194,8 @@ class CardPlan:
     outcomes: tuple[OutcomePlan, ...]
     cap_period: int | None
     cap_total: int | None
+    cap_participant: int | None = None
+    """``cap_per_participant`` in units of ``10**-scale`` (None: none, or it cannot bind)."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +246,8 @@ class Plan:
     term_end_day: int
     comparison_metrics: tuple[int, ...]
     _timings: dict[int, Timing] = field(default_factory=dict, repr=False, compare=False)
+    cap_participant: int | None = None
+    """``caps.per_participant`` in units of ``10**-scale`` (None: none, or it cannot bind)."""
 
     @property
     def primary(self) -> tuple[PayerPlan, ...]:
@@ -225,6 +279,8 @@ class Plan:
 
         def day_of_metric(mi: int) -> np.ndarray:
             got_m = done.get(mi)
+            if got_m is None and self.metrics[mi].pre:
+                got_m = done[mi] = enrol - PRE_DAYS
             if got_m is None:
                 m = self.metrics[mi]
                 own = np.array([day_of(add_months(d, m.after_months)) for d in enrol_dates], dtype=np.int64)
@@ -236,7 +292,7 @@ class Plan:
 
         for mi, m in enumerate(self.metrics):
             meas[mi] = day_of_metric(mi)
-            if m.window_months is not None:
+            if m.window_months is not None and not m.pre:
                 last = np.array([day_of(add_months(d, m.window_months)) for d in enrol_dates], dtype=np.int64)
                 ok[mi] = meas[mi] <= last
         t = Timing(delay, enrol, meas, ok)
@@ -287,18 +343,29 @@ def unsupported(contract: Contract, sim: Simulation) -> list[str]:
     if any(p.mode == "residence" for p in c.payers):
         out.append("payers by residence (splits by each participant's municipality)")
     metrics = {m.id: m for m in c.metrics}
-    assumed = {e.metric for e in sim.effects}
     for m in c.metrics:
-        if m.type == "continuous" and m.id in assumed:
-            out.append(f"metric '{m.id}': continuous metrics")
+        a_sd = next((e.sd for e in sim.effects if e.metric == m.id), None)
+        if m.type in ("count", "duration") and a_sd is not None and a_sd > 0:
+            required_by = [x.id for x in c.metrics if m.id in x.requires]
+            dids = [b.id for b in c.baselines if isinstance(b, ComparisonGroupBaseline)
+                    and b.estimator != "difference" and m.id == b.pre_metric]
+            if m.requires or required_by or dids:
+                out.append(f"metric '{m.id}': an 'sd' for a {m.type} metric with prerequisites, as one, or as a "
+                           "pre_metric (leave 'sd' out: the total is then spread evenly)")
+        if m.type != "continuous":
+            continue
+        required_by = [x.id for x in c.metrics if m.id in x.requires] + [
+            t.id for t in c.triggers if isinstance(t, RateCardTrigger) for o in t.outcomes if m.id in o.requires]
+        if m.requires or required_by:
+            out.append(f"metric '{m.id}': a continuous metric with prerequisites or as one")
+        a = next((e for e in sim.effects if e.metric == m.id), None)
+        if a is not None and a.sd is None and m.type == "continuous":
+            out.append(f"metric '{m.id}': the simulation's assumption for this continuous metric needs 'sd' "
+                       "(the standard deviation of the measured value between participants)")
     rate_card_prices: list[Decimal] = []
     for t in c.triggers:
         if isinstance(t, RateCardTrigger):
             rate_card_prices += [o.price for o in t.outcomes]
-            total = sum((o.price for o in t.outcomes), Decimal(0))
-            if t.cap_per_participant is not None and t.cap_per_participant < total:
-                out.append(f"trigger '{t.id}': cap_per_participant below the sum of the card's prices "
-                           "(it could bind; one simulated participant reaches each outcome at most once)")
             for o in t.outcomes:
                 if metrics.get(o.metric) is not None and metrics[o.metric].type not in ("event", "binary"):
                     out.append(f"trigger '{t.id}': a rate card on the {metrics[o.metric].type} metric '{o.metric}'")
@@ -310,29 +377,44 @@ def unsupported(contract: Contract, sim: Simulation) -> list[str]:
             out.append(f"trigger '{t.id}': share_steps")
         eff: Effect = t.effect
         metric = metrics.get(eff.metric)
-        if metric is not None and metric.type == "continuous":
-            out.append(f"trigger '{t.id}': an effect on the continuous metric '{metric.id}'")
+        if metric is not None and metric.type == "continuous" and isinstance(t, CohortTrigger):
+            out.append(f"trigger '{t.id}': a pooled fallback on the continuous metric '{metric.id}'")
         if eff.baseline is not None and eff.measure != "level":
             b = next((x for x in c.baselines if x.id == eff.baseline), None)
-            if b is None or b.kind in ("expected_duration", "blended"):
-                out.append(f"trigger '{t.id}': the {b.kind if b else '?'} baseline '{eff.baseline}'")
+            if isinstance(b, BlendedBaseline):
+                inner = [next((x for x in c.baselines if x.id == comp.baseline), None) for comp in b.components]
+                pres = set()
+                for x in inner:
+                    if x is None or isinstance(x, (BlendedBaseline, ExpectedDurationBaseline)):
+                        out.append(f"trigger '{t.id}': the {x.kind if x else '?'} baseline in the blend "
+                                   f"'{b.id}'")
+                    elif isinstance(x, ComparisonGroupBaseline) and x.estimator != "difference":
+                        out += _did_problems(c, t.id, x)
+                        pres.add(x.pre_metric)
+                if len(pres) > 1:
+                    out.append(f"trigger '{t.id}': difference-in-differences components of '{b.id}' on "
+                               "different pre_metrics")
+            elif isinstance(b, ExpectedDurationBaseline):
+                age, prior = world_person(c)
+                if expected_row(b, age, prior) is None:
+                    out.append(f"trigger '{t.id}': the expected-duration table of '{b.id}' has no row for the "
+                               f"simulated participants (age {age:g}, prior months {prior:g}, from the eligibility)")
+            elif b is None:
+                out.append(f"trigger '{t.id}': the unknown baseline '{eff.baseline}'")
             elif isinstance(b, ComparisonGroupBaseline) and b.estimator != "difference":
-                out.append(f"trigger '{t.id}': the difference-in-differences estimator of '{b.id}'")
-            elif isinstance(b, HistoricalBaseline) and metric is not None and metric.type != "binary" \
-                    and b.sd is None:
-                out.append(f"trigger '{t.id}': the historical baseline '{b.id}' of a {metric.type} metric "
-                           "without 'sd' (the exact path cannot test it either)")
-        g = eff.gate
-        if g is not None:
-            if g.rule != "significant":
-                out.append(f"trigger '{t.id}': the lower_bound gate rule")
-            if g.test != "two_proportion_z":
-                out.append(f"trigger '{t.id}': the {g.test} test as a gate")
-            if eff.measure == "level" or eff.baseline is None:
-                out.append(f"trigger '{t.id}': a gate on a level measure")
+                out += _did_problems(c, t.id, b)
+            elif isinstance(b, HistoricalBaseline) and metric is not None and b.sd is None and (
+                    eff.gate.test if eff.gate is not None else DEFAULT_TEST[metric.type]) == "welch_t":
+                out.append(f"trigger '{t.id}': a Welch test against the historical baseline '{b.id}' of a "
+                           f"{metric.type} metric without 'sd' (the exact path cannot test it either)")
     if c.caps is not None and c.caps.per_participant is not None and rate_card_prices \
             and c.caps.per_participant < sum(rate_card_prices, Decimal(0)):
-        out.append("caps.per_participant below the sum of every rate-card price (it could bind)")
+        crossing = [t.id for t in c.triggers if isinstance(t, RateCardTrigger)
+                    and (t.cap_per_period is not None or t.cap is not None)]
+        if crossing:
+            out.append("caps.per_participant where it can bind, with a rate card's cap_per_period or cap ("
+                       + ", ".join(f"'{x}'" for x in crossing) + ") applied before it (they cut a "
+                       "participant's claims in ways the simulated counts do not determine)")
     groups = {b.group for b in c.baselines if isinstance(b, ComparisonGroupBaseline)}
     if len(groups) > 1:
         out.append("comparison groups with different names (" + ", ".join(sorted(groups)) + ")")
@@ -341,6 +423,60 @@ def unsupported(contract: Contract, sim: Simulation) -> list[str]:
         for tr in cap.tranches:
             if tr.max_return is not None and tr.max_return <= -1:
                 out.append(f"tranche '{tr.id}': a max_return of -100% or less")
+    return out
+
+
+def world_person(c: Contract) -> tuple[float, float]:
+    """The age and prior months every simulated participant is written out with (the
+    eligibility's lower bounds, else its upper bounds, else 30 and 12)."""
+    e = c.eligibility
+    age = float(e.age_min if e and e.age_min is not None else (e.age_max if e and e.age_max is not None else 30))
+    prior = float(e.prior_months_min if e and e.prior_months_min is not None
+                  else (e.prior_months_max if e and e.prior_months_max is not None else 12))
+    return age, prior
+
+
+def expected_row(b: ExpectedDurationBaseline, age: float, prior: float) -> Decimal | None:
+    """The expected days of the first row of ``b``'s table that ``age`` and ``prior`` fall
+    in (as ``baselines.expected_days`` reads it), or None."""
+    for row in b.table:
+        if row.age_min <= age <= row.age_max and row.prior_months_min <= prior <= row.prior_months_max:
+            return row.expected_days
+    return None
+
+
+def pre_metric_ids(c: Contract) -> set[str]:
+    """The ``pre_metric`` of every difference-in-differences baseline a trigger reads."""
+    out: set[str] = set()
+    for t in c.triggers:
+        eff = getattr(t, "effect", None)
+        if isinstance(t, RateCardTrigger) or eff is None or eff.baseline is None or eff.measure == "level":
+            continue
+        b = next((x for x in c.baselines if x.id == eff.baseline), None)
+        inner = [next((x for x in c.baselines if x.id == comp.baseline), None)
+                 for comp in b.components] if isinstance(b, BlendedBaseline) else [b]
+        for x in inner:
+            if isinstance(x, ComparisonGroupBaseline) and x.estimator != "difference" and x.pre_metric:
+                out.add(x.pre_metric)
+    return out
+
+
+def _did_problems(c: Contract, tid: str, b: ComparisonGroupBaseline) -> list[str]:
+    """What the vectorised path cannot do with a difference-in-differences baseline."""
+    out: list[str] = []
+    metric = c.metric(b.metric)
+    pre = c.metric(b.pre_metric) if b.pre_metric else None
+    if pre is None:  # pragma: no cover - the contract checks require it
+        return [f"trigger '{tid}': the difference-in-differences baseline '{b.id}' without a pre_metric"]
+    if "continuous" in (metric.type, pre.type):
+        out.append(f"trigger '{tid}': the difference-in-differences baseline '{b.id}' on a continuous metric")
+    read = {getattr(t, "effect").metric for t in c.triggers if not isinstance(t, RateCardTrigger)}
+    read |= {o.metric for t in c.triggers if isinstance(t, RateCardTrigger) for o in t.outcomes}
+    read |= {r for m in c.metrics for r in m.requires}
+    read |= {r for t in c.triggers if isinstance(t, RateCardTrigger) for o in t.outcomes for r in o.requires}
+    if pre.id in read or pre.requires:
+        out.append(f"trigger '{tid}': the pre_metric '{pre.id}' of '{b.id}' is also paid on or a prerequisite "
+                   "(the vectorised path draws it once, before enrolment)")
     return out
 
 
@@ -381,6 +517,9 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
                 need(o.metric)
         else:
             need(t.effect.metric)
+    pre_ids = pre_metric_ids(c)
+    for mid in sorted(pre_ids):
+        need(mid)
     missing = [m for m in needed if m not in by_metric]
     if missing:
         raise SimulationError(
@@ -394,7 +533,9 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
         eff = t.effect
         if eff.baseline is not None and eff.measure != "level":
             b = next(x for x in c.baselines if x.id == eff.baseline)
-            if isinstance(b, ComparisonGroupBaseline):
+            inner = [next(x for x in c.baselines if x.id == comp.baseline)
+                     for comp in b.components] if isinstance(b, BlendedBaseline) else [b]
+            if any(isinstance(x, ComparisonGroupBaseline) for x in inner):
                 comparison_metrics.add(eff.metric)
     # a comparison group measured on a metric is measured on its prerequisites too
     stack = list(comparison_metrics)
@@ -423,7 +564,8 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
         mplans.append(MetricPlan(
             id=mid, type=m.type, effect=by_metric[mid], base=float(a.base), after_months=after,
             window_months=m.window_months, requires=tuple(index[r] for r in dict.fromkeys(reqs)),
-            comparison=mid in comparison_metrics,
+            comparison=mid in comparison_metrics or mid in pre_ids, sd=float(a.sd) if a.sd is not None else 0.0,
+            pre=mid in pre_ids,
         ))
     # money scale: every price and cap exactly
     decimals = [minor]
@@ -468,9 +610,13 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
                     requires=tuple(index[r] for r in o.requires), cap_units=o.cap_units,
                     cap_amount=_scaled(o.cap_amount, scale) if o.cap_amount is not None else None,
                 ))
+            total_price = sum((o.price for o in t.outcomes), Decimal(0))
+            binds = t.cap_per_participant is not None and t.cap_per_participant < total_price
             cards.append(CardPlan(ti, t.id, tuple(outs),
                                   _scaled(t.cap_per_period, scale) if t.cap_per_period is not None else None,
-                                  _scaled(t.cap, scale) if t.cap is not None else None))
+                                  _scaled(t.cap, scale) if t.cap is not None else None,
+                                  _scaled(t.cap_per_participant, scale)
+                                  if binds and t.cap_per_participant is not None else None))
             continue
         eplan = _effect_plan(c, t.effect, index)
         if isinstance(t, ThresholdTrigger):
@@ -508,6 +654,10 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
         cap_period=_scaled(caps.per_period, scale) if caps is not None and caps.per_period is not None else None,
         term_start_day=day_of(c.term.start), term_end_day=day_of(c.term.end),
         comparison_metrics=tuple(index[m] for m in needed if m in comparison_metrics),
+        cap_participant=_scaled(caps.per_participant, scale)
+        if caps is not None and caps.per_participant is not None and caps.per_participant < sum(
+            (o.price for t in c.triggers if isinstance(t, RateCardTrigger) for o in t.outcomes), Decimal(0))
+        else None,
     )
 
 
@@ -520,7 +670,10 @@ def _effect_plan(c: Contract, e: Effect, index: dict[str, int]) -> EffectPlan:
     g = e.gate
     alternative = "two-sided" if g and g.sides == "two" else ("greater" if increasing else "less")
     confidence = interval_confidence(float(g.level), g.sides) if g else 0.95
-    kind: Literal["none", "fixed", "historical", "comparison"] = "none"
+    kind: Literal["none", "fixed", "historical", "comparison", "did", "blended", "expected"] = "none"
+    horizon = 0
+    parts: list[BlendPart] = []
+    pre_id: str | None = None
     value = Decimal(0)
     hist_n = 0
     if e.measure != "level" and e.baseline is not None:
@@ -529,7 +682,37 @@ def _effect_plan(c: Contract, e: Effect, index: dict[str, int]) -> EffectPlan:
             kind, value = "fixed", b.value
         elif isinstance(b, HistoricalBaseline):
             kind, value, hist_n = "historical", b.value, b.n
+        elif isinstance(b, ComparisonGroupBaseline) and b.estimator != "difference":
+            kind = "did"
+            pre_id = b.pre_metric
+        elif isinstance(b, ExpectedDurationBaseline):
+            kind = "expected"
+            found = expected_row(b, *world_person(c))
+            assert found is not None  # unsupported() refuses a table without the row
+            value, horizon = found, b.horizon_days
+        elif isinstance(b, BlendedBaseline):
+            kind = "blended"
+            for comp in b.components:
+                x = next(y for y in c.baselines if y.id == comp.baseline)
+                if isinstance(x, FixedBaseline):
+                    parts.append(BlendPart(comp.weight, "fixed", x.value))
+                elif isinstance(x, HistoricalBaseline):
+                    parts.append(BlendPart(comp.weight, "historical", x.value, x.n,
+                                           float(x.sd) if x.sd is not None else None))
+                elif isinstance(x, ComparisonGroupBaseline) and x.estimator != "difference":
+                    parts.append(BlendPart(comp.weight, "did"))
+                    pre_id = x.pre_metric
+                else:
+                    parts.append(BlendPart(comp.weight, "comparison"))
         else:
             kind = "comparison"
+    hist_sd: float | None = None
+    if kind == "historical":
+        hb = next(x for x in c.baselines if x.id == e.baseline)
+        assert isinstance(hb, HistoricalBaseline)
+        hist_sd = float(hb.sd) if hb.sd is not None else None
     return EffectPlan(index[e.metric], e.measure, kind, value, hist_n,
-                      float(g.level) if g else None, alternative, confidence)
+                      float(g.level) if g else None, alternative, confidence,
+                      test=g.test if g else "two_proportion_z", rule=g.rule if g else "significant",
+                      hist_sd=hist_sd, pre=index[pre_id] if pre_id else -1, components=tuple(parts),
+                      horizon=horizon)

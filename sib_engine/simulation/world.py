@@ -21,7 +21,16 @@ drop-outs with ``p0 = base'`` (``base'`` is the base plus the drift per year tim
 years from the start of the term to the cohort's enrolment; both clipped to [0, 1];
 without attrition, simply ``Binomial(pool, p1)``); a comparison group of ``comparison_ratio`` x the enrolled reaches it with ``p0``.  For a count
 or duration, totals are Poisson with mean ``(pool - drop) x m1 + drop x m0`` (``m0 = base'``,
-``m1 = m0 + effect``, at least 0).  Without sampling noise every draw is replaced by its
+``m1 = m0 + effect``, at least 0).  For a continuous metric, every enrolled participant is
+measured once: the sample mean is normal around ``((enrolled - drop) x m1 + drop x m0) /
+enrolled`` (no clipping) with standard error ``sd / sqrt(n)``, the sample standard deviation
+``sd`` times the root of a chi-square over its degrees of freedom (a standard normal and a
+chi-square per cohort, treated then comparison), held as a total and a spread in hundredths
+(:func:`continuous_values`); so is a ``count`` or ``duration`` metric whose assumption gives
+``sd`` (in whole units, never below 0), so that a t-test sees the spread between
+participants rather than the even spread of a Poisson total.  A difference-in-differences baseline's pre-enrolment
+measure is drawn for both groups with ``p0`` or ``m0`` (no effect, no attrition).  Without
+sampling noise every draw is replaced by its
 mean, rounded to a whole number (half up).
 """
 
@@ -161,6 +170,11 @@ class World:
     """(n, metrics, cohorts) outcomes of the comparison group."""
     fail: npt.NDArray[np.bool_]
     """(n, payers, determinations) the payer fails to budget that payment."""
+    s_t: IntArray
+    """(n, metrics, cohorts) for a continuous metric, the spread of the enrolled
+    participants' values in hundredths (:func:`continuous_values`); 0 for other metrics."""
+    s_c: IntArray
+    """(n, metrics, cohorts) the same for the comparison group."""
 
     @property
     def n(self) -> int:
@@ -170,7 +184,7 @@ class World:
         return World(*(getattr(self, f)[rows] for f in _FIELDS))
 
 
-_FIELDS = ("effects", "delay", "drift", "attrition", "n_t", "n_c", "x_t", "x_c", "fail")
+_FIELDS = ("effects", "delay", "drift", "attrition", "n_t", "n_c", "x_t", "x_c", "fail", "s_t", "s_c")
 
 
 def concat(worlds: list[World]) -> World:
@@ -248,9 +262,47 @@ def draw_block(
             t = plan.timing(int(d))
             years[rows] = ((t.enrol_day - plan.term_start_day) / 365.0)[None, :]
     a_col = attrition[:, None]
+    s_t = np.zeros((B, M, C), dtype=np.int64)
+    s_c = np.zeros((B, M, C), dtype=np.int64)
     for mi, m in enumerate(plan.metrics):
         base0 = m.base + drift[:, None] * years
         eff = effects[:, m.effect][:, None]
+        if m.pre:
+            # measured before enrolment: no effect, no attrition, both groups
+            if m.type in ("binary", "event"):
+                p0 = np.clip(base0, 0.0, 1.0)
+                if noise:
+                    x_t[:, mi, :] = rng.binomial(n_t, np.broadcast_to(p0, n_t.shape))
+                    x_c[:, mi, :] = rng.binomial(n_c, np.broadcast_to(p0, n_c.shape))
+                else:
+                    x_t[:, mi, :] = _round_half_up(n_t * p0)
+                    x_c[:, mi, :] = _round_half_up(n_c * p0)
+            else:
+                m0 = np.asarray(np.maximum(base0, 0.0), dtype=np.float64)
+                if noise:
+                    x_t[:, mi, :] = rng.poisson(n_t * m0)
+                    x_c[:, mi, :] = rng.poisson(n_c * m0)
+                else:
+                    x_t[:, mi, :] = _round_half_up(n_t * m0)
+                    x_c[:, mi, :] = _round_half_up(n_c * m0)
+            continue
+        if m.spread:
+            # every enrolled participant is measured once: the sample mean and spread
+            if noise:
+                drop = rng.binomial(n_t, np.broadcast_to(a_col, n_t.shape)) if sim.attrition is not None \
+                    else np.zeros_like(n_t)
+                mean = np.where(n_t > 0, ((n_t - drop) * (base0 + eff) + drop * base0) / np.maximum(n_t, 1), 0.0)
+                x_t[:, mi, :], s_t[:, mi, :] = _continuous_draw(rng, n_t, mean, m.sd, m.type)
+                if m.comparison:
+                    x_c[:, mi, :], s_c[:, mi, :] = _continuous_draw(rng, n_c, np.broadcast_to(base0, n_c.shape), m.sd,
+                                                                    m.type)
+            else:
+                drop_f = _round_half_up(n_t * a_col)
+                mean = np.where(n_t > 0, ((n_t - drop_f) * (base0 + eff) + drop_f * base0) / np.maximum(n_t, 1), 0.0)
+                x_t[:, mi, :], s_t[:, mi, :] = _continuous_draw(None, n_t, mean, m.sd, m.type)
+                x_c[:, mi, :], s_c[:, mi, :] = _continuous_draw(None, n_c, np.broadcast_to(base0, n_c.shape), m.sd,
+                                                                m.type)
+            continue
         if m.requires:
             pool_t = np.min(np.stack([x_t[:, r, :] for r in m.requires]), axis=0)
             pool_c = np.min(np.stack([x_c[:, r, :] for r in m.requires]), axis=0)
@@ -296,7 +348,49 @@ def draw_block(
         fail = rng.random((B, len(plan.payers), len(plan.dets))) < risk
     else:  # the last draw of a block: leaving it out changes no other draw
         fail = np.zeros((B, len(plan.payers), len(plan.dets)), dtype=bool)
-    return World(effects, delay, drift, attrition, n_t, n_c, x_t, x_c, fail)
+    return World(effects, delay, drift, attrition, n_t, n_c, x_t, x_c, fail, s_t, s_c)
+
+
+def _continuous_draw(rng: np.random.Generator | None, n: IntArray, mean: FloatArray,
+                     sd: float, mtype: str = "continuous") -> tuple[IntArray, IntArray]:
+    """The total (in hundredths) and spread of ``n`` measurements of a continuous metric
+    with true mean ``mean`` and standard deviation ``sd`` between participants: the sample
+    mean is normal with standard error ``sd / sqrt(n)``, the sample variance ``sd**2`` times
+    a chi-square with ``n - 1`` degrees of freedom over ``n - 1`` (independent, as for normal
+    values); without ``rng`` (no sampling noise) both are their expected values.  The spread
+    is what :func:`continuous_values` needs to give that sample standard deviation.  For a
+    count or duration (``mtype``) in whole units rather than hundredths, never below 0: the
+    total at least 0, the spread at most the whole part of the mean."""
+    grid = 100.0 if mtype == "continuous" else 1.0
+    nf = n.astype(np.float64)
+    if rng is not None:
+        z = rng.standard_normal(n.shape)
+        chi = rng.chisquare(np.maximum(nf - 1, 1.0))
+        m = mean + sd * z / np.sqrt(np.maximum(nf, 1.0))
+        s_sample = sd * np.sqrt(chi / np.maximum(nf - 1, 1.0))
+    else:
+        m = np.asarray(mean, dtype=np.float64)
+        s_sample = np.full(n.shape, sd)
+    total = _round_half_up(m * nf * grid)
+    h = n // 2
+    spread = _round_half_up(s_sample * grid * np.sqrt(np.maximum(nf - 1, 0.0) / np.maximum(2 * h, 1)))
+    spread = np.where(h > 0, spread, 0)
+    if mtype != "continuous":
+        total = np.maximum(total, 0)
+        spread = np.minimum(spread, total // np.maximum(n, 1))
+    return np.where(n > 0, total, 0), np.asarray(spread, dtype=np.int64)
+
+
+def continuous_values(total: int, n: int, spread: int) -> list[int]:
+    """The measured values (hundredths) of ``n`` participants with this total and spread:
+    participant ``j`` has ``q + s`` for ``j < n // 2`` and ``q - s`` for the next ``n // 2``
+    (``q`` for a last odd one), plus one for ``j`` below ``total - n q`` (``q = total // n``),
+    so that they sum to ``total`` exactly.  The same rule spreads a count (``spread = 0``)."""
+    if n <= 0:
+        return []
+    q, r = divmod(int(total), int(n))
+    h = n // 2
+    return [q + (1 if j < r else 0) + (spread if j < h else (-spread if j < 2 * h else 0)) for j in range(n)]
 
 
 def draw(plan: Plan, seed: int, start: int, stop: int, pins: Pins = NO_PINS, *,
