@@ -35,7 +35,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover - imports for the type checker only
     from sib_engine.errors import ContractError
     from sib_engine.privacy import PseudonymKey
     from sib_engine.evaluation import Evaluation
+    from sib_engine.scenario import Scenario
+    from sib_engine.storage import Store
     from sib_engine.validation import ValidationResult
 
 EXIT_OK = 0
@@ -347,10 +349,17 @@ def simulate(
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="ADDRESS", help="Run on an existing Dask cluster.", show_default=False)] = None,
     report_dir: Annotated[Path | None, typer.Option("--report", metavar="DIR", help="Write the risk page (risk.html, risk.json) to DIR.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    db: DbOption = None,
+    no_record: Annotated[bool, typer.Option("--no-record", help="Do not record the run in the database.")] = False,
 ) -> None:
     """Monte Carlo risk transfer: payment and return distributions, P(loss), VaR, payment curve.
 
-    Same seed, same result, whatever the chunk size or number of workers.
+    Same seed, same result, whatever the chunk size or number of workers.  Each run is
+    recorded in the database's ledger (as `sib run` does; see `--db`): the contract text,
+    seed, number of worlds, assumptions (the contract's section or the scenario file, with
+    its hash), engine version and the figures `--json` prints; `sib history` lists it.  The
+    same contract, seed, worlds and assumptions give the same figures, so running again
+    records nothing new.  `--no-record` records nothing.
     """
     import json
 
@@ -362,29 +371,73 @@ def simulate(
         _fail("give either --workers or --scheduler, not both", EXIT_USAGE)
     terms = _load(contract)
     assumptions = load_scenario(scenario, contract=terms) if scenario is not None else None
-    shown = {"last": -1}
+    store = None
+    if not no_record and (assumptions is not None or terms.simulation is not None):
+        from sib_engine.storage import Store
 
-    def progress(done: int, total: int) -> None:
-        if as_json or total < 100_000:
-            return
-        pct = int(100 * done / total)
-        if pct // 10 != shown["last"]:
-            shown["last"] = pct // 10
-            _err(f"  simulated {done:,} of {total:,} worlds ({pct}%)")
+        store = Store.open(db)  # before the work: a database that cannot be opened fails at once
+    try:
+        shown = {"last": -1}
 
-    result = run_simulation(terms, paths, seed, simulation=assumptions, workers=workers,
-                            scheduler=scheduler, progress=progress)
-    if report_dir is not None:
-        from sib_engine.reports import write_risk_report
+        def progress(done: int, total: int) -> None:
+            if as_json or total < 100_000:
+                return
+            pct = int(100 * done / total)
+            if pct // 10 != shown["last"]:
+                shown["last"] = pct // 10
+                _err(f"  simulated {done:,} of {total:,} worlds ({pct}%)")
 
-        write_risk_report(result, report_dir)
-    if as_json:
-        _out(json.dumps(simulation_json(result), indent=2, default=str))
-        return
-    _out(repr(result))
-    _out(result.summary().to_string())
-    if report_dir is not None:
-        _out(f"risk page written to {report_dir}")
+        result = run_simulation(terms, paths, seed, simulation=assumptions, workers=workers,
+                                scheduler=scheduler, progress=progress)
+        if report_dir is not None:
+            from sib_engine.reports import write_risk_report
+
+            write_risk_report(result, report_dir)
+        figures = simulation_json(result)
+        if as_json:
+            _out(json.dumps(figures, indent=2, default=str))
+        else:
+            _out(repr(result))
+            _out(result.summary().to_string())
+            if report_dir is not None:
+                _out(f"risk page written to {report_dir}")
+        if store is not None:
+            note = _record_simulation(store, contract, terms, scenario, assumptions, figures)
+            (_err if as_json else _out)(note)  # --json keeps the standard output pure JSON
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _record_simulation(store: "Store", path: Path, terms: "Contract", scenario: Path | None,
+                       loaded: "Scenario | None", figures: dict[str, Any]) -> str:
+    """Record a simulation run in the ledger; return a line saying what was recorded.
+
+    The assumptions recorded are the simulation section the run used (``simulation``), where
+    it came from (``source``: ``contract`` or ``scenario``) and, for a scenario file, its name
+    and content hash (the file's path is in the run's provenance, with the command line).
+    The summary is ``figures`` (what ``--json`` prints) without the fields the ledger entry
+    has columns for (contract, engine version, paths, seed) and without the assumptions."""
+    import hashlib
+
+    from sib_engine.job import read_contract_text
+    from sib_engine.storage import display_url
+
+    crec = store.record_contract(read_contract_text(path), terms, source_name=str(path))
+    inputs: dict[str, Any] = {"source": "contract" if scenario is None else "scenario"}
+    if scenario is not None and loaded is not None:
+        inputs["scenario"] = {"name": loaded.name, "contract": loaded.contract,
+                              "sha256": hashlib.sha256(scenario.read_bytes()).hexdigest()}
+    inputs["simulation"] = figures["assumptions"]
+    omitted = {"assumptions", "contract", "engine_version", "paths", "seed"}
+    summary = {k: v for k, v in figures.items() if k not in omitted}
+    sim, created = store.record_simulation_once(crec, seed=int(figures["seed"]), worlds=int(figures["paths"]),
+                                                assumptions=inputs, summary=summary, command=_command_line())
+    where = display_url(store.url)
+    if created:
+        return f"recorded simulation {sim.uid} (#{sim.seq}, entry sha256 {sim.entry_hash}) in {where}"
+    return (f"nothing new recorded: simulation {sim.uid} (#{sim.seq}) in {where} already has this contract, seed, "
+            "number of worlds and assumptions, with the same figures")
 
 
 def _validation_text(result: "ValidationResult", quarantine: Path | None) -> str:

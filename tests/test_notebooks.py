@@ -2,9 +2,14 @@
 
 The notebooks are committed without outputs; this test executes each one in memory with
 nbclient (cwd = the repository root, a timeout per cell), checks that no cell raised, and
-checks a few outputs a reader relies on.  Nothing is written into the repository.  Both
-notebooks together take about 16 s (most of it great-expectations starting up in each
-kernel), so the tests are not marked slow.
+checks a few outputs a reader relies on.  Nothing is written into the repository.  The
+municipality and investor notebooks together take about 16 s (most of it great-expectations
+starting up in each kernel), the analyst's risk-transfer notebook about 10 s (its runs are of
+8,192 simulated worlds each), so the tests are not marked slow.  The notebooks also assert
+what their reader relies on (the risk-transfer notebook: percentiles in order, risk transfer
+in [0, 1], P(loss), VaR and expected shortfall recomputed from the worlds, payments that never
+fall as the effect grows, the same seed giving the same worlds), so a broken engine fails
+``test_notebook_runs``.
 
 **Which Python runs the notebooks.**  The kernel must be the Python running the tests (the
 project's ``.venv``), where ``sib_engine`` and its dependencies are installed.  Asking
@@ -129,7 +134,7 @@ def test_kernel_is_this_python_whatever_kernelspecs_say(tmp_path: Path, monkeypa
 
 def test_there_are_notebooks() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"municipality_payments.ipynb", "investor_returns.ipynb"} <= names
+    assert {"municipality_payments.ipynb", "investor_returns.ipynb", "risk_transfer.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -186,3 +191,27 @@ def test_investor_notebook_outputs() -> None:
     last = text_of(cells[-1])
     for funder in ("bank_foundation", "foundation", "kitchen", "bank", "zaanstad_commitment"):
         assert funder in last, funder
+
+
+def test_risk_transfer_notebook_outputs() -> None:
+    nb, _ = run(ROOT / "notebooks" / "risk_transfer.ipynb")
+    cells = code_cells(nb)[:-1]
+    shown = "\n".join(text_of(c) for c in cells)
+    plots = sum(1 for c in cells for o in c.outputs if "image/png" in o.get("data", {}))
+    assert plots >= 6, f"{plots} plots"  # payments, returns, noise, payment curves, tornado
+    # every party of both deals, with its risk figures
+    for party in ("private_consortium", "foundation", "senior_bank", "junior_fund"):
+        assert party in shown, party
+    for figure in ("p_loss", "var_5", "es_5", "irr_p50", "multiple_mean", "risk transfer",
+                   "P(pay | true effect zero)", "P(no payment | effect at target)", "break-even effect",
+                   "P(guarantee called)", "P(every deal loses investors money)", "payer concentration"):
+        assert figure in shown, figure
+    # the checks of the notebook ran (an assertion error would have stopped it before)
+    assert "recompute from the worlds" in shown
+    # the pessimistic scenario came from its file, for this contract
+    assert "('pessimistic', 'brussels-mentoring-2014')" in shown
+    # reproducibility: the run again with the same seed shows the same mean payment
+    repro = next(text_of(c) for c in cells if "same seed, smaller chunks" in text_of(c))
+    means = [line.split("EUR")[-1].strip() for line in repro.splitlines()
+             if line.startswith(("first run", "same seed, smaller chunks"))]
+    assert len(means) == 2 and means[0] == means[1], repro

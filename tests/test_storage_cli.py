@@ -97,6 +97,43 @@ def test_verify_passes_then_names_a_tampered_amount(deal: Path, tmp_path: Path) 
     assert f"amount_minor recorded {amount * 2}, recomputed {amount}" in bad.stdout
 
 
+SCENARIO = """\
+format: sib-scenario/1
+name: demo view
+contract: demo
+simulation:
+  effects:
+    - {metric: job, base: 0.3, effect: {kind: normal, mean: 0.2, sd: 0.1}}
+  enrolment: {default_size: 40}
+"""
+
+
+def test_a_simulation_joins_the_deals_ledger_and_it_still_verifies(deal: Path) -> None:
+    """After the determination and the restatement above: ``sib simulate`` appends to the same
+    hash chain, ``sib history`` lists it in ledger order, ``sib verify`` recomputes the
+    determinations across it, and the same simulation again records nothing."""
+    (deal / "demo_view.yaml").write_text(SCENARIO, encoding="utf-8")
+    args = ("simulate", "demo.yaml", "--scenario", "demo_view.yaml", "--paths", "2000", "--seed", "3")
+    r = sib(*args, cwd=deal)
+    assert r.returncode == 0, r.stderr
+    assert "recorded simulation" in r.stdout and "in sqlite:///sib.db" in r.stdout
+    js = json.loads(sib("history", "demo", "--json", cwd=deal).stdout)
+    assert [e["kind"] for e in js["entries"]] == ["determination", "restatement", "simulation"]
+    sim = js["entries"][2]
+    assert sim["seq"] == js["ledger_head"]["seq"] and sim["entry_hash"] == js["ledger_head"]["hash"]
+    assert (sim["seed"], sim["worlds"]) == (3, 2000)
+    assert sim["contract_hash"] == js["entries"][0]["contract_hash"]
+    assert sim["assumptions"]["scenario"]["name"] == "demo view"
+    assert sim["summary"]["total_payment"]["mean"] > 0
+    assert "scenario 'demo view'" in sib("history", "demo.yaml", cwd=deal).stdout
+    ok = sib("verify", cwd=deal)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "2 determination run(s) recomputed" in ok.stdout and "1 simulation(s)" in ok.stdout
+    again = sib(*args, cwd=deal)
+    assert "nothing new recorded" in again.stdout
+    assert len(json.loads(sib("history", "demo", "--json", cwd=deal).stdout)["entries"]) == 3
+
+
 def test_a_payment_hold_records_the_submission_and_exits_4(tmp_path: Path) -> None:
     (tmp_path / "demo.yaml").write_text(DEMO_TEXT, encoding="utf-8")
     write_csv(demo_frame(10).drop(columns=["cohort"]), tmp_path / "broken.csv")

@@ -4,8 +4,10 @@ append-only hash-chained ledger, and provenance (layer 3: edges; SQLAlchemy and 
 The public API:
 
 * :class:`Store` (``Store.open(url)``): ``record_contract``, ``record_submission``,
-  ``record_determination``, ``record_simulation``, ``history``, ``verify``, ``recompute``,
-  ``export_indigo``; reads: ``accepted_frame``, ``deal_lines``, ``runs``, ``allocations``.
+  ``record_determination``, ``record_simulation`` (``record_simulation_once``: not again for
+  the same inputs and figures), ``history``, ``verify``, ``recompute``, ``export_indigo``;
+  reads: ``accepted_frame``, ``deal_lines``, ``runs``, ``allocations``, ``simulations``,
+  ``find_simulations``.
 * :func:`database_url`: ``--db``, else ``$SIB_DATABASE_URL``, else ``sqlite:///sib.db``.
 * :class:`StorageError`: the database cannot be opened or used.
 

@@ -155,11 +155,10 @@ class History:
             if it.simulation is not None:
                 sim = it.simulation
                 out.append(f"#{it.seq} simulation {sim.uid}  {when}")
-                out.append(f"    seed {sim.seed}, {sim.worlds if sim.worlds is not None else '?'} worlds, "
-                           f"sib-engine {sim.engine_version}")
-                if sim.summary:
-                    shown = ", ".join(f"{k} {v}" for k, v in list(sim.summary.items())[:6])
-                    out.append(f"    summary: {shown}")
+                worlds = f"{sim.worlds:,}" if sim.worlds is not None else "?"
+                out.append(f"    seed {sim.seed}, {worlds} worlds, sib-engine {sim.engine_version}"
+                           + _assumptions_text(sim.assumptions))
+                out += ["    " + line for line in _simulation_figures(sim.summary)]
                 out.append(f"    contract sha256 {sim.contract_hash}")
                 out.append(f"    entry    sha256 {it.entry_hash}")
                 continue
@@ -230,6 +229,57 @@ class History:
                           "engine_version": m.engine_version, "assumptions": m.assumptions, "summary": m.summary})
             items.append(d)
         return {"deal": self.deal_id, "ledger_head": {"seq": self.head[0], "hash": self.head[1]}, "entries": items}
+
+
+def _assumptions_text(assumptions: dict[str, Any]) -> str:
+    """Where a simulation's assumptions came from (as ``sib simulate`` records them)."""
+    scenario = assumptions.get("scenario")
+    if isinstance(scenario, dict):
+        return f"; assumptions: scenario '{scenario.get('name')}' (sha256 {str(scenario.get('sha256'))[:16]}...)"
+    if assumptions.get("source") == "contract":
+        return "; assumptions: the contract's simulation section"
+    return ""
+
+
+def _figure(value: Any, kind: str, currency: str = "") -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "n/a" if value is None else str(value)
+    if kind == "%":
+        return f"{value:.1%}"
+    if kind == "money":
+        return f"{currency} {value:,.2f}".strip()
+    if kind == "x":
+        return f"{value:.2f}x"
+    return f"{value:.4g}"
+
+
+def _simulation_figures(summary: dict[str, Any]) -> list[str]:
+    """The headline figures of a simulation's summary: those ``sib simulate`` records (the
+    figures of ``--json``), else the first few of any other summary."""
+    total = summary.get("total_payment")
+    if not isinstance(total, dict):
+        shown = ", ".join(f"{k} {v}" for k, v in list(summary.items())[:6])
+        return [f"summary: {shown}"] if shown else []
+    cur = str(summary.get("currency") or "")
+    out = [f"payments mean {_figure(total.get('mean'), 'money', cur)} (5th percentile "
+           f"{_figure(total.get('p5'), 'money')}, median {_figure(total.get('p50'), 'money')}, 95th "
+           f"{_figure(total.get('p95'), 'money')}); risk transfer {_figure(summary.get('risk_transfer'), '%')}; "
+           f"P(pay | no effect) {_figure(summary.get('p_pay_if_no_effect'), '%')}; P(no pay | target) "
+           f"{_figure(summary.get('p_no_pay_at_target'), '%')}"]
+    funders = summary.get("funders")
+    for fid, f in (funders.items() if isinstance(funders, dict) else ()):
+        if not isinstance(f, dict):
+            continue
+        irr: dict[str, Any] = f["irr"] if isinstance(f.get("irr"), dict) else {}
+        out.append(f"{fid}: P(loss) {_figure(f.get('p_loss'), '%')}, VaR 5% {_figure(f.get('var_5'), 'money', cur)}, "
+                   f"expected shortfall 5% {_figure(f.get('es_5'), 'money', cur)}, IRR median "
+                   f"{_figure(irr.get('p50'), '%')}, multiple {_figure(f.get('multiple_mean'), 'x')}")
+    guarantors = summary.get("guarantors")
+    for gid, g in (guarantors.items() if isinstance(guarantors, dict) else ()):
+        if isinstance(g, dict):
+            out.append(f"{gid}: P(guarantee called) {_figure(g.get('p_called'), '%')}, expected cost "
+                       f"{_figure(g.get('expected_cost'), 'money', cur)}")
+    return out
 
 
 @dataclass(frozen=True)

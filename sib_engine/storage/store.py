@@ -593,19 +593,70 @@ class Store:
     ) -> SimulationRecord:
         """Append a simulation run (seed, assumptions, summary statistics) to the ledger."""
         with write_transaction(self.engine, LEDGER_LOCK) as conn:
-            seq, prev = self._head(conn)
-            prov = self._provenance(conn, "simulation", contract.content_hash, seed=seed, command=command)
-            values: dict[str, Any] = {
-                "uid": uuid.uuid4().hex, "deal_id": contract.deal_id, "contract_id": contract.id,
-                "provenance_id": prov, "contract_hash": contract.content_hash, "engine_version": __version__,
-                "seed": int(seed), "worlds": worlds, "assumptions": json_safe(dict(assumptions)),
-                "summary": json_safe(dict(summary)), "recorded_at": _now(),
-            }
-            seq, prev = self._chain(SIMULATIONS, "simulation", values, seq, prev)
-            sim_id = conn.execute(insert(SIMULATIONS).values(**values).returning(SIMULATIONS.c.id)).scalar_one()
-            self._set_head(conn, seq, prev)
-            return _simulation_record(conn.execute(select(SIMULATIONS).where(SIMULATIONS.c.id == sim_id))
-                                      .mappings().one())
+            return self._append_simulation(conn, contract, seed, worlds, json_safe(dict(assumptions)),
+                                           json_safe(dict(summary)), command)
+
+    def record_simulation_once(
+        self, contract: ContractRecord, *, seed: int, assumptions: Mapping[str, Any], summary: Mapping[str, Any],
+        worlds: int | None = None, command: str | None = None,
+    ) -> tuple[SimulationRecord, bool]:
+        """Append a simulation run unless the ledger already holds one of the same contract
+        text, seed, number of worlds, assumptions and engine version **with the same
+        summary**; returns ``(simulation, created)``.
+
+        A simulation is reproducible by its seed, so running it again with the same inputs
+        records nothing new (as ``sib run`` with the same contract, data and date).  Should
+        the same inputs ever give other figures (another numerical library, a bug), the run
+        is recorded: a difference is never hidden."""
+        inputs = json_safe(dict(assumptions))
+        figures = json_safe(dict(summary))
+        with write_transaction(self.engine, LEDGER_LOCK) as conn:
+            for found in self._find_simulations(conn, contract, seed, worlds, inputs):
+                if found.summary == figures:
+                    return found, False
+            return self._append_simulation(conn, contract, seed, worlds, inputs, figures, command), True
+
+    def find_simulations(self, contract: ContractRecord, *, seed: int, assumptions: Mapping[str, Any],
+                         worlds: int | None = None) -> list[SimulationRecord]:
+        """The recorded simulations of this contract text with this seed, number of worlds and
+        assumptions, made by this engine version (oldest first)."""
+        with read_transaction(self.engine) as conn:
+            return self._find_simulations(conn, contract, seed, worlds, json_safe(dict(assumptions)))
+
+    def simulations(self, deal_id: str | None = None) -> list[SimulationRecord]:
+        """The recorded simulations (of one deal), in ledger order."""
+        with read_transaction(self.engine) as conn:
+            q = select(SIMULATIONS).order_by(SIMULATIONS.c.seq)
+            if deal_id is not None:
+                q = q.where(SIMULATIONS.c.deal_id == deal_id)
+            return [_simulation_record(r) for r in conn.execute(q).mappings()]
+
+    @staticmethod
+    def _find_simulations(conn: Connection, contract: ContractRecord, seed: int, worlds: int | None,
+                          assumptions: Any) -> list[SimulationRecord]:
+        q = select(SIMULATIONS).where(
+            SIMULATIONS.c.deal_id == contract.deal_id, SIMULATIONS.c.contract_hash == contract.content_hash,
+            SIMULATIONS.c.seed == int(seed), SIMULATIONS.c.engine_version == __version__,
+            SIMULATIONS.c.worlds.is_(None) if worlds is None else SIMULATIONS.c.worlds == int(worlds),
+        ).order_by(SIMULATIONS.c.seq)
+        # the assumptions are compared as data, not as JSON text (key order, spacing)
+        return [_simulation_record(r) for r in conn.execute(q).mappings() if r["assumptions"] == assumptions]
+
+    def _append_simulation(self, conn: Connection, contract: ContractRecord, seed: int, worlds: int | None,
+                           assumptions: Any, summary: Any, command: str | None) -> SimulationRecord:
+        seq, prev = self._head(conn)
+        prov = self._provenance(conn, "simulation", contract.content_hash, seed=seed, command=command)
+        values: dict[str, Any] = {
+            "uid": uuid.uuid4().hex, "deal_id": contract.deal_id, "contract_id": contract.id,
+            "provenance_id": prov, "contract_hash": contract.content_hash, "engine_version": __version__,
+            "seed": int(seed), "worlds": worlds, "assumptions": assumptions, "summary": summary,
+            "recorded_at": _now(),
+        }
+        seq, prev = self._chain(SIMULATIONS, "simulation", values, seq, prev)
+        sim_id = conn.execute(insert(SIMULATIONS).values(**values).returning(SIMULATIONS.c.id)).scalar_one()
+        self._set_head(conn, seq, prev)
+        return _simulation_record(conn.execute(select(SIMULATIONS).where(SIMULATIONS.c.id == sim_id))
+                                  .mappings().one())
 
     # -- history -------------------------------------------------------------------
     def history(self, deal_id: str) -> History:
@@ -750,7 +801,13 @@ class Store:
             for sid in srow:
                 if sid not in seen:
                     frame_of(sid)
-            n_sims = conn.execute(select(func.count()).select_from(SIMULATIONS)).scalar_one()
+            n_sims = 0
+            for r in conn.execute(select(SIMULATIONS).order_by(SIMULATIONS.c.seq)).mappings():
+                n_sims += 1
+                c = crow.get(int(r["contract_id"]))
+                if c is None or c["content_hash"] != r["contract_hash"]:
+                    problems.append(f"simulation {str(r['uid'])[:12]} (#{r['seq']}, {r['deal_id']}): its contract "
+                                    f"hash {str(r['contract_hash'])[:16]}... does not match the recorded contract")
         return VerifyReport(tuple(problems), len(entries), len(run_rows), len(srow), len(crow), int(n_sims), head)
 
     # -- export --------------------------------------------------------------------
