@@ -321,7 +321,8 @@ def test_unsupported_mechanisms_are_refused_clearly() -> None:
         compile_plan(c, sim)
     assert "payers by residence" in str(info.value)
     newpin = load_contract(ROOT / "contracts" / "newpin_nsw_2013.yaml")
-    with pytest.raises(SimulationError, match="amendments.*banded_return"):
+    with pytest.raises(SimulationError, match="amendment 'control_group_from_year4': 'set triggers."
+                       "restoration_payments.effect.baseline'.*banded_return"):
         compile_plan(newpin, sim)
 
 
@@ -417,7 +418,8 @@ def test_still_unsupported_examples_say_why() -> None:
     sim = load_contract(REFERENCE).simulation
     assert sim is not None
     for stem, what in (("utrecht_club_2015", "share_steps"),
-                       ("peterborough_reoffending_2010", "amendments"),
+                       ("newpin_nsw_2013", "amendment 'control_group_from_year4'"),
+                       ("brussels_reemployment_2018", "banded_return"),
                        ("benevolent_society_nsw_2013", "banded_return")):
         with pytest.raises(SimulationError, match=what):
             compile_plan(load_contract(ROOT / "contracts" / f"{stem}.yaml"), sim)
@@ -438,3 +440,34 @@ def test_an_expected_duration_example_simulates_with_given_assumptions() -> None
     small = simulate(c, 400, 2, simulation=sim(10), analysis=False).data.paid.mean()
     large = simulate(c, 400, 2, simulation=sim(60), analysis=False).data.paid.mean()
     assert 0 < small < large
+
+
+# ------------------------------------------------------------------ amendments ---
+
+PETERBOROUGH_SCENARIO = """\
+format: sib-scenario/1
+name: no-effect
+contract: peterborough_reoffending_2010
+simulation:
+  effects:
+    - metric: reconvictions
+      base: 1.4
+      effect: {kind: fixed, value: 0}
+      measured_after_months: 12
+  enrolment:
+    comparison_ratio: 10
+"""
+
+
+def test_an_amended_example_simulates_the_terms_in_force(tmp_path: Path) -> None:
+    """Peterborough (an amendment cancels cohort 3 before it opens) simulates from its own
+    section and from a scenario: cohort 3 enrols nobody and no determination reads it."""
+    c = load_contract(ROOT / "contracts" / "peterborough_reoffending_2010.yaml")
+    plan = compile_plan(c)
+    assert plan.target_sizes == (1000, 1000, 0)
+    assert all(d.cohorts == (0, 1) for d in plan.dets)
+    good = simulate(c, 300, 4, analysis=False).data.paid
+    path = tmp_path / "no_effect.yaml"
+    path.write_text(PETERBOROUGH_SCENARIO.replace("contract: peterborough_reoffending_2010", f"contract: {c.id}"))
+    none = simulate(c, 300, 4, simulation=load_scenario(path, contract=c), analysis=False).data.paid
+    assert good.mean() > 10 * max(none.mean(), 1.0)

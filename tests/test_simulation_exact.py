@@ -45,7 +45,7 @@ from sib_engine.loader import load_contract
 from sib_engine.metrics import day_of
 from sib_engine.simulation.exact import exact_world, world_data
 from sib_engine.simulation.kernel import Runner
-from sib_engine.simulation.plan import compile_plan
+from sib_engine.simulation.plan import SimulationError, compile_plan
 from sib_engine.simulation.world import draw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,7 @@ CONTRACTS = {
     "brussels": ROOT / "contracts" / "brussels_mentoring_2014.yaml",
     "life_chances": ROOT / "contracts" / "life_chances_topup_2019.yaml",
     "fair_chance": ROOT / "contracts" / "fair_chance_fund_2015.yaml",
+    "peterborough": ROOT / "contracts" / "peterborough_reoffending_2010.yaml",
 }
 
 CENT = Decimal("0.01")
@@ -166,7 +167,7 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import yaml  # noqa: E402
 
-from sib_engine.contract import Contract  # noqa: E402
+from sib_engine.contract import Amendment, Contract  # noqa: E402
 from sib_engine.loader import parse_contract  # noqa: E402
 
 GATE_TESTS = {"hb": ["two_proportion_z"], "ev": ["poisson_rate_ratio"], "cnt": ["welch_t", "poisson_rate_ratio"],
@@ -208,7 +209,7 @@ class GatedSpec:
 def random_gated_contract(rng: random.Random, pool: tuple[str, ...] = ("hb", "ev", "cnt"),
                           ungated: float = 0.0, did: bool = False,
                           blended: bool = False, count_sd: bool = False,
-                          expected: bool = False) -> tuple[Contract, GatedSpec]:
+                          expected: bool = False, amend: bool = False) -> tuple[Contract, GatedSpec]:
     """A contract of two or three gated schedule triggers drawn at random: each on a binary,
     event or count metric, with a test that applies to it (or a gate on a level measure),
     either rule, one or two sides, a fixed, historical or comparison-group baseline, every
@@ -352,7 +353,55 @@ def random_gated_contract(rng: random.Random, pool: tuple[str, ...] = ("hb", "ev
             "delay_months": {"kind": "empirical", "values": [0, 2]},
         },
     }
+    if amend:
+        doc["amendments"] = _gated_amendments(rng, triggers)
     return parse_contract(yaml.safe_dump(doc, sort_keys=False), "<random gates>"), spec
+
+
+def _scaled_schedule(rng: random.Random, schedule: object) -> dict[str, object]:
+    """``schedule`` with its values scaled by a random factor (a renegotiated schedule)."""
+    assert isinstance(schedule, dict)
+    k = rng.choice([0.5, 0.8, 1.25, 1.6])
+    pts = [{"effect": p["effect"], "value": f"{float(p['value']) * k:.2f}"} for p in schedule["points"]]
+    return {**schedule, "points": pts}
+
+
+def _gated_amendments(rng: random.Random, triggers: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One to three amendments of the random gated contract: schedules renegotiated (at the
+    end of a determination's period), a trigger's ``pays`` changed, the second cohort
+    removed (after or before it enrols), its target size changed before it opens, the
+    payment lag changed."""
+    out: list[dict[str, object]] = []
+    dates = rng.sample(["2024-08-15", "2025-03-01", "2025-10-01", "2026-07-01"], rng.choice([1, 2, 3]))
+    for n, when in enumerate(sorted(dates)):
+        changes: list[dict[str, object]] = []
+        for t in triggers:
+            if rng.random() < 0.6:
+                if t["kind"] == "threshold":
+                    changes.append({"set": f"triggers.{t['id']}.schedule", "to": _scaled_schedule(rng, t["schedule"])})
+                    if rng.random() < 0.3:
+                        changes.append({"set": f"triggers.{t['id']}.pays",
+                                        "to": rng.choice(["amount", "per_participant", "per_unit"])})
+                else:
+                    part = rng.choice(["per_cohort", "pooled_fallback"])
+                    sp = t[part]
+                    assert isinstance(sp, dict)
+                    changes.append({"set": f"triggers.{t['id']}.{part}.schedule",
+                                    "to": _scaled_schedule(rng, sp["schedule"])})
+        if rng.random() < 0.25:
+            changes.append({"set": "timeline.payment_lag_days", "to": rng.choice([15, 60])})
+        if rng.random() < 0.3:
+            t = rng.choice(triggers)
+            changes.append({"set": f"triggers.{t['id']}.cap", "to": f"{rng.uniform(5000, 40000):.2f}"})
+        if when == "2024-08-15" and rng.random() < 0.5:
+            changes.append({"set": "timeline.cohorts.b.target_size", "to": rng.choice([10, 70])})
+        if n == len(dates) - 1 and rng.random() < 0.4:
+            changes.append({"remove": "timeline.cohorts.b"})
+        if not changes:
+            changes.append({"set": f"triggers.{triggers[0]['id']}.clause", "to": "Art. 0 (amended)"})
+        out.append({"id": f"a{n}", "effective": when, "clause": f"Amendment {n}", "summary": "random",
+                    "changes": changes})
+    return out
 
 
 def check_contract(contract: Contract, worlds: int, seed: int, name: str) -> int:
@@ -467,7 +516,7 @@ def test_a_gate_on_a_level_measure() -> None:
 # ------------------------------------------------- random per-participant caps ---
 
 
-def random_card_contract(rng: random.Random) -> tuple[Contract, dict[str, bool]]:
+def random_card_contract(rng: random.Random, amend: bool = False) -> tuple[Contract, dict[str, bool]]:
     """One or two rate cards on nested outcomes (a start, a qualification that requires it,
     a job that requires the start on the second card), with random prices, ``cap_units``,
     ``cap_amount``, a card's ``cap_per_participant`` and the contract's
@@ -546,9 +595,60 @@ def random_card_contract(rng: random.Random) -> tuple[Contract, dict[str, bool]]
             "delay_months": {"kind": "empirical", "values": [0, 3]},
         },
     }
+    if amend and caps and rng.random() < 0.6:
+        caps["total"] = f"{price(125000, 250000):.2f}"
     if caps:
         doc["caps"] = caps
+    if amend:
+        doc["amendments"] = _card_amendments(rng, cards, caps)
     return parse_contract(yaml.safe_dump(doc, sort_keys=False), "<random cards>"), used
+
+
+def _card_amendments(rng: random.Random, cards: list[dict[str, object]],
+                     caps: dict[str, object]) -> list[dict[str, object]]:
+    """One or two amendments of the random rate cards: prices renegotiated (for events from
+    the amendment's date), caps changed (from the next determination), the second cohort
+    removed, the term shortened or lengthened."""
+    out: list[dict[str, object]] = []
+    dates = rng.sample(["2023-05-15", "2023-09-01", "2024-02-01", "2024-08-01"], rng.choice([1, 2]))
+    for n, when in enumerate(sorted(dates)):
+        changes: list[dict[str, object]] = []
+        for card in cards:
+            outs = card["outcomes"]
+            assert isinstance(outs, list)
+            ceiling = min([float(str(x)) for x in (card.get("cap_per_participant"), caps.get("per_participant"))
+                           if x is not None] + [1e9])
+            for o in outs:
+                if rng.random() < 0.6:  # (a per-participant cap stays at least the cheapest price)
+                    new = min(float(o["price"]) * rng.choice([0.5, 0.75, 1.3]), ceiling)
+                    changes.append({"set": f"triggers.{card['id']}.outcomes.{o['metric']}.price",
+                                    "to": f"{new:.2f}"})
+                if rng.random() < 0.25:
+                    changes.append({"set": f"triggers.{card['id']}.outcomes.{o['metric']}.cap_units",
+                                    "to": rng.choice([8, 20, 200])})
+            if "per_participant" not in caps and rng.random() < 0.35:
+                changes.append({"set": f"triggers.{card['id']}.cap", "to": f"{rng.uniform(15000, 90000):.2f}"})
+        if "per_period" in caps and rng.random() < 0.8:
+            changes.append({"set": "caps.per_period", "to": f"{rng.uniform(10000, 60000):.2f}"})
+        if "total" in caps and rng.random() < 0.7:
+            changes.append({"set": "caps.total", "to": f"{rng.uniform(121000, 200000):.2f}"})
+        if "per_participant" in caps and rng.random() < 0.5:
+            prices = [float(str(o["price"])) for card in cards for o in card["outcomes"]]  # type: ignore[attr-defined]
+            changes.append({"set": "caps.per_participant",
+                            "to": f"{rng.uniform(1.31 * min(prices), 1.31 * sum(prices)):.2f}"})
+        removed = any(ch.get("remove") for a in out for ch in a["changes"])  # type: ignore[attr-defined]
+        if not removed and rng.random() < 0.35:
+            changes.append({"remove": "timeline.cohorts.b"})
+        if n == len(dates) - 1 and rng.random() < 0.3:
+            end = rng.choice(["2024-06-30", "2026-12-31"] if when < "2024-06-30" else ["2026-12-31"])
+            changes.append({"set": "term.end", "to": end})
+            if end == "2024-06-30":  # the periods as amended end with the term (the exact path keeps the signed ones)
+                changes.append({"set": "timeline.periods.count", "to": 6})
+        if not changes:
+            changes.append({"set": f"triggers.{cards[0]['id']}.outcomes.start.price", "to": "123.45"})
+        out.append({"id": f"a{n}", "effective": when, "clause": f"Amendment {n}", "summary": "random",
+                    "changes": changes})
+    return out
 
 
 RANDOM_CARD_SEEDS = list(range(10))
@@ -696,3 +796,73 @@ def test_both_paths_agree_on_expected_duration(gen_seed: int) -> None:
     ``sd`` and on a count, with the paired t-test, the exact Poisson test and no gate."""
     contract, _ = random_gated_contract(random.Random(gen_seed), ("dur", "cnt"), ungated=0.25, expected=True)
     check_contract(contract, worlds=6, seed=1200 + gen_seed, name=f"random expected {gen_seed}")
+
+
+# --------------------------------------------------------------------- amendments ---
+
+RANDOM_AMENDED_SEEDS = list(range(12))
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_AMENDED_SEEDS)
+def test_both_paths_agree_on_amended_schedules(gen_seed: int) -> None:
+    contract, _ = random_gated_contract(random.Random(900 + gen_seed), ungated=0.4, amend=True)
+    check_contract(contract, worlds=3, seed=900 + gen_seed, name=f"amended gates {gen_seed}")
+
+
+@pytest.mark.parametrize("gen_seed", RANDOM_AMENDED_SEEDS)
+def test_both_paths_agree_on_amended_rate_cards(gen_seed: int) -> None:
+    contract, _ = random_card_contract(random.Random(950 + gen_seed), amend=True)
+    check_contract(contract, worlds=3, seed=950 + gen_seed, name=f"amended cards {gen_seed}")
+
+
+def test_random_amendments_cover_every_kind() -> None:
+    kinds: set[str] = set()
+    for s in RANDOM_AMENDED_SEEDS:
+        for c in (random_gated_contract(random.Random(900 + s), ungated=0.4, amend=True)[0],
+                  random_card_contract(random.Random(950 + s), amend=True)[0]):
+            for a in c.amendments:
+                for ch in a.changes:
+                    path = ch.set or ch.remove or ""
+                    kinds.add(("remove " if ch.remove else "") + ".".join(
+                        p for p in path.split(".") if p in ("schedule", "pays", "price", "target_size", "term",
+                                                            "payment_lag_days", "cohorts", "end", "cap",
+                                                            "cap_units", "caps", "per_period",
+                                                            "per_participant", "total")))
+    for k in ("schedule", "pays", "price", "cohorts.target_size", "payment_lag_days", "term.end",
+              "remove cohorts", "cap", "cap_units", "caps.per_period", "caps.per_participant", "caps.total"):
+        assert k in kinds, (k, kinds)
+
+
+def test_amendments_change_what_the_random_contracts_pay() -> None:
+    """The amended terms change the payments (so the agreement above would fail if the
+    vectorised path, or the exact path, ignored the amendments)."""
+    changed = 0
+    for s in RANDOM_AMENDED_SEEDS:
+        for c in (random_gated_contract(random.Random(900 + s), ungated=0.4, amend=True)[0],
+                  random_card_contract(random.Random(950 + s), amend=True)[0]):
+            signed = c.model_copy(update={"amendments": ()})
+            a = Runner(compile_plan(c)).run(7, 0, 40, truth=False).paid_by_trigger
+            b = Runner(compile_plan(signed)).run(7, 0, 40, truth=False).paid_by_trigger
+            changed += int(not np.array_equal(a, b))
+    assert changed >= 1.5 * len(RANDOM_AMENDED_SEEDS), changed
+
+
+def test_amendments_the_vectorised_path_does_not_follow_are_refused() -> None:
+    contract, _ = random_card_contract(random.Random(3))
+    doc_changes = [{"set": "triggers.card0.outcomes.start.max_claims", "to": 2},
+                   {"set": "payers.council.share", "to": 1}]
+    amended = contract.model_copy(update={"amendments": tuple(
+        Amendment.model_validate({"id": f"x{i}", "effective": "2024-01-01", "clause": "X", "summary": "x",
+                                  "changes": [ch]}) for i, ch in enumerate(doc_changes))})
+    with pytest.raises(SimulationError) as info:
+        compile_plan(amended)
+    msg = str(info.value)
+    assert "amendment 'x0': 'set triggers.card0.outcomes.start.max_claims'" in msg
+    assert "amendment 'x1': 'set payers.council.share'" in msg
+    # a 30/360 coupon accrued across an amendment's date at the month's end
+    month_end = contract.model_copy(update={"amendments": (Amendment.model_validate(
+        {"id": "late", "effective": "2024-01-31", "clause": "X", "summary": "x",
+         "changes": [{"set": "triggers.card0.outcomes.start.price", "to": "100.00"}]}),)})
+    with pytest.raises(SimulationError,
+                       match="amendment 'late' takes effect while tranche\\(s\\) 'loan' accrue 30/360"):
+        compile_plan(month_end)

@@ -63,13 +63,33 @@ wrong answer):
 - payers with fixed shares, top-up funds, and payer caps;
 - determinations (interim and final, data cutoffs, payment lags); cumulative
   re-determination with true-ups and clawbacks;
+- amendments, read as the exact path reads them (:func:`~sib_engine.simulation.plan.amendment_problems`):
+  a rate card's outcome ``price`` in force on the event's date; caps (``caps.total``,
+  ``per_period``, ``per_participant``, a trigger's ``cap``, a rate card's ``cap_per_period``
+  and ``cap_per_participant``, an outcome's ``cap_units`` and ``cap_amount``) in force at the
+  end of each determination's period, applied to every row up to it; a schedule-based trigger's
+  ``schedule`` and ``pays`` (threshold), ``per_cohort`` and ``pooled_fallback`` (cohort
+  trigger), ``share`` and ``unit_cost`` (share of savings) in force at the end of each
+  determination's period; a cohort removed (a rate card pays none of its events from the
+  amendment's date; a determination whose period ends after it leaves it out of every
+  scope, keeping what was determined for it before); a cohort's ``target_size`` (the world
+  enrols from the size in force when the cohort opens: none for a cohort removed before);
+  ``term.start``/``term.end`` (a rate card's events outside the term in force on their
+  date); ``timeline.payment_lag_days`` (in force at the end of the period); changes to
+  ``timeline.periods``, ``timeline.determinations`` and a cohort's ``enrolment_end``, which the
+  exact path reads as signed (so does the vectorised path); wording (clauses, names);
 - the capital stack: any tranche kind with explicit or scheduled drawdowns, coupons with
   simple or compounding interest and any day count, maturity; waterfall steps
   ``interest``, ``principal``, ``fee``, ``costs``, ``bonus`` and ``residual`` with splits;
   recycling; guarantees (share and/or amount, principal or principal and interest, the
   settlement date, reimbursement from later receipts); clawbacks owed to payers.
 
-Not supported: amendments, residence-based payer splits, ``banded_return`` triggers,
+Not supported: amendments of anything else (payers and their caps, metrics and their
+prerequisites, baselines, a trigger's effect or gate, ``max_claims``, a ``fallback_determination``,
+triggers or outcomes added or removed, the capital stack: the plan fixes them once per
+contract), and any amendment while a tranche accrues 30/360 interest across
+a date it could split unevenly (the exact waterfall accrues in two pieces across an
+amendment's date; 30/360 does not add up across a 30th or 31st); residence-based payer splits, ``banded_return`` triggers,
 ``share_steps``, ``max_return`` of -100% or less, blends of ``expected_duration``
 baselines, an expected-duration table without a row for the simulated participants,
 difference in differences on a continuous metric or whose ``pre_metric``

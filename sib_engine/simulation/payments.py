@@ -824,7 +824,7 @@ def scope_amounts(
 
     def exact_row(row: list[int]) -> int:
         """The exact amount of one world's counts (``x1, n1, x0, n0, n_rest, parts...``), memoised."""
-        key = (sp.index, label == "pooled fallback", *row)
+        key = (sp.index, sp.version, label == "pooled fallback", *row)
         got = memo.get(key)
         if got is None:
             flat = row[5:]
@@ -1049,8 +1049,11 @@ def _card_blocks(plan: Plan, delay: int) -> list[_Block]:
             if got is not None:
                 return got
             day = int(t.measure_day[mi, c])
-            ok = first_day <= day <= last_day and plan.term_start_day <= day <= plan.term_end_day \
-                and bool(t.window_ok[mi, c]) and day >= int(t.enrol_day[c])
+            sg = plan.segments[plan.segment_of(day)] if plan.segments else None
+            term_start, term_end = (sg.term_start_day, sg.term_end_day) if sg else (
+                plan.term_start_day, plan.term_end_day)
+            ok = first_day <= day <= last_day and term_start <= day <= term_end \
+                and bool(t.window_ok[mi, c]) and day >= int(t.enrol_day[c]) and (sg is None or sg.cohorts[c])
             metric_reqs = set(_contract_requires(plan, mi)) | card_reqs.get(mi, set())
             for r in metric_reqs:
                 ok = ok and depth < 32 and valid(r, c, depth + 1) and int(t.measure_day[r, c]) <= day
@@ -1064,7 +1067,8 @@ def _card_blocks(plan: Plan, delay: int) -> list[_Block]:
                 day = int(t.measure_day[o.metric, c])
                 det = int(np.searchsorted(data_days, day, side="left"))
                 period = int(np.searchsorted(plan.period_starts, day, side="right") - 1)
-                out.append(_Block(day, 0, card.index, oi, c, det, period, o.metric, o.price_units))
+                price = o.price_on(plan.segment_of(day)) if o.seg_price_units else o.price_units
+                out.append(_Block(day, 0, card.index, oi, c, det, period, o.metric, price))
     return out
 
 
@@ -1104,29 +1108,29 @@ def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]
         units.append(u)
         amounts.append(u * b.price)
     # schedule-based triggers: amounts at each determination, cumulative, then the changes
-    for sp in plan.scheds:
-        labels = _scope_labels(plan, sp)
+    for signed_sp in plan.scheds:
+        labels = _scope_labels(plan, signed_sp)
         before: dict[str, IntArray] = {}
-        prev_stats: dict[str, tuple[IntArray, ...]] = {}
+        prev_stats: dict[str, tuple[int, tuple[IntArray, ...]]] = {}
         for det in plan.dets:
+            sp = plan.sched_at(signed_sp, det)  # the trigger's terms in force at the determination
             scopes = sp.scopes(nc, det, K)
             per_cohort: dict[int, IntArray] = {}
             for label, cohorts in scopes:
                 st = _stats(plan, w, t, sp, det, cohorts)
                 n_rest = None
                 if label == "pooled fallback":
-                    members = [_members(w, t, det, (c,)) for c in range(nc)]
                     n_rest = np.zeros(n, dtype=np.int64)
-                    for c in range(nc):
-                        n_rest += np.where(per_cohort[c] <= 0, members[c], 0)
+                    for c in cohorts:
+                        n_rest += np.where(per_cohort[c] <= 0, _members(w, t, det, (c,)), 0)
                 key_stats = tuple(st.columns()) + ((n_rest,) if n_rest is not None else ())
                 prev = prev_stats.get(label)
-                if prev is not None and len(prev) == len(key_stats) and all(
-                        np.array_equal(a, b) for a, b in zip(prev, key_stats)):
-                    amt = before[label]  # nothing new to read: the same amount
+                if prev is not None and prev[0] == sp.version and len(prev[1]) == len(key_stats) and all(
+                        np.array_equal(a, b) for a, b in zip(prev[1], key_stats)):
+                    amt = before[label]  # nothing new to read under the same terms: the same amount
                 else:
                     amt = scope_amounts(plan, sp, label, st, memo, n_rest)
-                prev_stats[label] = key_stats
+                prev_stats[label] = (sp.version, key_stats)
                 if label.startswith("c") and label[1:].isdigit():
                     per_cohort[int(label[1:])] = amt
                 change = amt - before.get(label, np.zeros(n, dtype=np.int64))
@@ -1140,6 +1144,9 @@ def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]
     # blocks x worlds: a block's amounts are contiguous
     A = np.stack([amounts[i] for i in order]) if blocks else np.zeros((0, n), dtype=np.int64)
     U = np.stack([units[i] for i in order]) if blocks else np.zeros((0, n), dtype=np.int64)
+    if plan.cap_views:  # the caps in force at each determination (running caps: a prefix is capped alike)
+        capped = [_apply_caps(view, blocks, A, U) for view in plan.cap_views]
+        return _determinations(plan, blocks, capped[0], w.n, capped)
     A = _apply_caps(plan, blocks, A, U)
     return _determinations(plan, blocks, A, w.n)
 
@@ -1331,10 +1338,12 @@ def allocate_int(amount: IntArray, shares: Sequence[Decimal]) -> IntArray:
     return np.asarray(np.sign(amount)[:, None] * parts, dtype=np.int64)
 
 
-def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int) -> PaymentResult:
+def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
+                    by_view: Sequence[IntArray] = ()) -> PaymentResult:
     """Per determination, what each payer owes per key and the lines that changes make
-    (``A``: capped amounts, blocks x worlds).  Arrays are kept with the worlds last, so that
-    each key's amounts are contiguous."""
+    (``A``: capped amounts, blocks x worlds; ``by_view``: the amounts capped by each of
+    ``plan.cap_views``, where amendments change the caps).  Arrays are kept with the worlds
+    last, so that each key's amounts are contiguous."""
     K, T, P = len(plan.dets), len(plan.trigger_ids), len(plan.payers)
     down = 10 ** (plan.scale - plan.minor)
     # keys (trigger, outcome, period) in the order (period, trigger, outcome)
@@ -1347,7 +1356,7 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int) -> Pa
     tops = [i for i, p in enumerate(plan.payers) if p.mode == "top_up"]
     shares = [plan.payers[i].share for i in primary]
     coupled = (len(primary) != 1 or bool(tops) or any(p.cap is not None for p in plan.payers)
-               or plan.cap_total is not None)
+               or plan.cap_total is not None or bool(by_view))
     # a schedule-based trigger's keys of one scope, in period order: split cumulatively
     groups: dict[tuple[int, int], list[int]] = {}
     for j, (period, trig, outc) in enumerate(keys):
@@ -1365,8 +1374,18 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int) -> Pa
     by_det: dict[int, list[int]] = {}
     for col, b in enumerate(blocks):
         by_det.setdefault(b.det, []).append(col)
+    view = -1
     for det in plan.dets:
         k = det.index
+        if by_view and plan.det_cap_view[k] != view:
+            # other caps in force: every row so far, capped by them
+            view = plan.det_cap_view[k]
+            A = by_view[view]
+            sums = np.zeros((nk, n), dtype=np.int64)
+            for kk in range(k):
+                for col in by_det.get(kk, []):
+                    sums[key_index[(blocks[col].period, blocks[col].trig, blocks[col].outc)]] += A[col]
+        cap_total = plan.caps_at(k).cap_total
         cols = by_det.get(k, [])
         changed: list[int] = []
         for col in cols:
@@ -1393,9 +1412,9 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int) -> Pa
             cap = plan.payers[i].cap
             if cap is not None:
                 parts[:, pi, :] = running_cap(parts[:, pi, :], cap, axis=0)
-        if plan.cap_total is not None:
+        if cap_total is not None:
             flat = parts.reshape(nk * len(primary), n)
-            parts = running_cap(flat, plan.cap_total, axis=0).reshape(nk, len(primary), n)
+            parts = running_cap(flat, cap_total, axis=0).reshape(nk, len(primary), n)
         ents = np.zeros((nk, P, n), dtype=np.int64)
         ents[:, primary, :] = parts
         primary_by_key = parts.sum(axis=1)

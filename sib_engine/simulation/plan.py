@@ -8,14 +8,20 @@ the exact path fixes once per evaluation: the determinations with their cutoffs 
 payment dates, the order of the triggers and their scopes, the integer scale of money,
 the capital stack's dates.  What depends on a simulated world's timing (its start delay)
 is computed per delay by :meth:`Plan.timing`.
+
+Amendments (:func:`amendment_problems` lists what is followed) are compiled as the exact
+path reads them: the terms in force on an event's date for a rate card's price, cohorts
+and term (:attr:`Plan.segments`); the terms in force at the end of a determination's
+period for its scopes' cohorts, payment lag, schedules (:meth:`Plan.sched_at`) and caps
+(:meth:`Plan.caps_at`).  The determinations themselves are those of the contract as signed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -36,7 +42,7 @@ from sib_engine.contract import (
     ThresholdTrigger,
 )
 from sib_engine.errors import SibError
-from sib_engine.metrics import day_of
+from sib_engine.metrics import date_of, day_of
 from sib_engine.money import exponent
 from sib_engine.periods import add_months
 from sib_engine.stats import interval_confidence
@@ -97,6 +103,9 @@ class DetPlan:
     cutoff_day: int
     data_day: int
     payment_day: int
+    cohorts: tuple[int, ...] | None = None
+    """The cohorts in force in the terms of the determination (at the end of its period):
+    an amendment may have removed some (indices into ``Plan.cohorts``; None: all)."""
 
 
 @dataclass(frozen=True)
@@ -159,15 +168,19 @@ class SchedPlan:
     share: Decimal = Decimal(0)
     unit_cost: Decimal = Decimal(0)
     clause: str = ""
+    version: int = 0
+    """Which terms of the trigger this is: 0 as signed, ``k`` the ``k``-th distinct terms an
+    amendment gave it (see :meth:`Plan.sched_at`)."""
 
     def scopes(self, n_cohorts: int, det: DetPlan, n_dets: int) -> list[tuple[str, tuple[int, ...]]]:
         """(label, cohort indices) of the scopes determined at ``det``, in the exact
-        path's order."""
+        path's order (of the cohorts in force at ``det``)."""
+        in_force = det.cohorts if det.cohorts is not None else tuple(range(n_cohorts))
         if self.kind == "share_of_savings" or (self.kind == "threshold" and not self.per_cohort):
-            return [("pooled", tuple(range(n_cohorts)))]
-        out: list[tuple[str, tuple[int, ...]]] = [(f"c{i}", (i,)) for i in range(n_cohorts)]
+            return [("pooled", in_force)]
+        out: list[tuple[str, tuple[int, ...]]] = [(f"c{i}", (i,)) for i in in_force]
         if self.kind == "cohort_with_pooled_fallback" and self.is_fallback(det, n_dets):
-            out.append(("pooled fallback", tuple(range(n_cohorts))))
+            out.append(("pooled fallback", in_force))
         return out
 
     def is_fallback(self, det: DetPlan, n_dets: int) -> bool:
@@ -185,6 +198,25 @@ class OutcomePlan:
     requires: tuple[int, ...]
     cap_units: int | None
     cap_amount: int | None
+    seg_price_units: tuple[int, ...] = ()
+    """The price in force in each of ``Plan.segments`` (units of ``10**-scale``); empty
+    without amendments (``price_units`` throughout)."""
+
+    def price_on(self, seg: int) -> int:
+        return self.seg_price_units[seg] if self.seg_price_units else self.price_units
+
+
+@dataclass(frozen=True)
+class SegPlan:
+    """A stretch of days with the same terms (from one amendment's effective date to the
+    next; the first reaches back indefinitely), as the exact path reads a rate-card event
+    in the terms in force on its date."""
+
+    start_day: int
+    cohorts: tuple[bool, ...]
+    """Whether each cohort (of ``Plan.cohorts``) is in force."""
+    term_start_day: int
+    term_end_day: int
 
 
 @dataclass(frozen=True)
@@ -248,6 +280,37 @@ class Plan:
     _timings: dict[int, Timing] = field(default_factory=dict, repr=False, compare=False)
     cap_participant: int | None = None
     """``caps.per_participant`` in units of ``10**-scale`` (None: none, or it cannot bind)."""
+    segments: tuple[SegPlan, ...] = ()
+    """The stretches of days with the same terms (one, reaching back indefinitely, without
+    amendments)."""
+    amended_scheds: dict[tuple[int, int], SchedPlan] = field(default_factory=dict, repr=False, compare=False)
+    """(trigger index, determination index) -> the trigger's terms in force at that
+    determination, where an amendment changed them (else the plan's ``scheds``)."""
+
+    cap_views: tuple["Plan", ...] = field(default=(), repr=False, compare=False)
+    """Where an amendment changed a cap: the plan with each distinct set of caps in force at a
+    determination (its ``cards``' caps, ``cap_total``, ``cap_period``, ``cap_participant`` and,
+    through ``contract``, the amended terms, the triggers' ``cap``); empty: the plan's own
+    caps throughout.  A view is read for its caps only (its ``contract`` is the amended
+    terms, not the contract whose cohorts the world enrols)."""
+    det_cap_view: tuple[int, ...] = ()
+    """Determination index -> index into ``cap_views``."""
+
+    def caps_at(self, det: int) -> "Plan":
+        """The plan with the caps in force at determination ``det``."""
+        return self.cap_views[self.det_cap_view[det]] if self.cap_views else self
+
+    def sched_at(self, sp: SchedPlan, det: DetPlan) -> SchedPlan:
+        """``sp`` with the terms in force at ``det`` (at the end of its period)."""
+        return self.amended_scheds.get((sp.index, det.index), sp)
+
+    def segment_of(self, day: int) -> int:
+        """The index of the segment of ``self.segments`` that ``day`` falls in."""
+        k = 0
+        for i, sg in enumerate(self.segments):
+            if sg.start_day <= day:
+                k = i
+        return k
 
     @property
     def primary(self) -> tuple[PayerPlan, ...]:
@@ -333,13 +396,13 @@ def _compile(contract: Contract, sim: Simulation | None) -> Plan:
     return _build(contract, sim)
 
 
-def unsupported(contract: Contract, sim: Simulation) -> list[str]:
-    """Every mechanism of ``contract`` (with ``sim``) the vectorised path does not support."""
+def unsupported(contract: Contract, sim: Simulation, *, amendments: bool = True) -> list[str]:
+    """Every mechanism of ``contract`` (with ``sim``) the vectorised path does not support
+    (``amendments=False``: leave its amendments out, for terms already amended)."""
     c = contract
     out: list[str] = []
-    if c.amendments:
-        out.append("amendments (the vectorised path simulates the terms as signed; simulate an amended "
-                   "contract by writing its terms out)")
+    if amendments:
+        out += amendment_problems(c)
     if any(p.mode == "residence" for p in c.payers):
         out.append("payers by residence (splits by each participant's municipality)")
     metrics = {m.id: m for m in c.metrics}
@@ -423,6 +486,72 @@ def unsupported(contract: Contract, sim: Simulation) -> list[str]:
         for tr in cap.tranches:
             if tr.max_return is not None and tr.max_return <= -1:
                 out.append(f"tranche '{tr.id}': a max_return of -100% or less")
+    return out
+
+
+_SCHED_PARTS = {
+    "threshold": ("schedule", "pays"),
+    "cohort_with_pooled_fallback": ("per_cohort", "pooled_fallback"),
+    "share_of_savings": ("share", "unit_cost"),
+}
+"""What of a schedule-based trigger an amendment may change (read at each determination)."""
+
+_WORDING = ("clause", "summary", "name", "title", "note", "description")
+"""Parts that change no amount (an amendment may reword them)."""
+
+
+def amendment_problems(c: Contract) -> list[str]:
+    """The changes of ``c``'s amendments the vectorised path does not follow.
+
+    It follows, as the exact path reads them: a rate card's outcome ``price`` (in force on
+    the event's date); caps (the contract's, a trigger's, a rate card's and its outcomes'),
+    in force at the end of each determination's period; a schedule-based trigger's
+    schedule and ``pays`` (a threshold), its
+    ``per_cohort`` and ``pooled_fallback`` (a cohort trigger), its ``share`` and
+    ``unit_cost`` (a share of savings), in force at the end of each determination's period;
+    a cohort removed (from the amendment's date, a rate card pays no more of its events; a
+    determination whose period ends after it leaves it out of every scope); a cohort's
+    ``target_size`` (the simulation enrols from the size in force when the cohort opens);
+    ``term.start`` and ``term.end`` (a rate card's events outside the term in force on their
+    date are not paid); ``timeline.payment_lag_days`` (in force at the end of the period);
+    changes to ``timeline.periods``, ``timeline.determinations`` and a cohort's
+    ``enrolment_end``, which the exact path reads from the terms as signed; and wording.
+    Anything else (payers, metrics, baselines, effects, claim limits, the capital stack,
+    triggers or outcomes added or removed, ...) is named here and refused.
+    """
+    out: list[str] = []
+    kinds = {t.id: t.kind for t in c.triggers}
+    cohort_ids = {co.id for co in c.timeline.cohorts}
+    for a in c.amendments:
+        for ch in a.changes:
+            path = ch.set if ch.set is not None else (ch.remove or "")
+            parts = path.split(".")
+            ok = False
+            if parts[-1] in _WORDING and len(parts) > 1:
+                ok = True
+            elif ch.remove is not None:
+                ok = len(parts) == 3 and parts[:2] == ["timeline", "cohorts"] and parts[2] in cohort_ids
+            elif parts[:2] == ["timeline", "cohorts"]:
+                ok = len(parts) == 4 and parts[2] in cohort_ids and parts[3] in ("target_size", "enrolment_end")
+            elif parts[:2] in (["timeline", "periods"], ["timeline", "determinations"]):
+                ok = True
+            elif parts in (["timeline", "payment_lag_days"], ["term", "start"], ["term", "end"]):
+                ok = True
+            elif parts[0] == "caps":
+                ok = len(parts) == 2 and parts[1] in ("total", "per_period", "per_participant")
+            elif parts[0] == "triggers" and len(parts) >= 3 and parts[1] in kinds:
+                kind = kinds[parts[1]]
+                if kind == "rate_card":
+                    ok = (len(parts) == 5 and parts[2] == "outcomes"
+                          and parts[4] in ("price", "cap_units", "cap_amount")) \
+                        or (len(parts) == 3 and parts[2] in ("cap", "cap_per_period", "cap_per_participant"))
+                else:
+                    ok = parts[2] in _SCHED_PARTS.get(kind, ()) or parts[2:] == ["cap"]
+            if not ok:
+                verb = f"set {path}" if ch.set is not None else f"remove {path}"
+                out.append(f"amendment '{a.id}': '{verb}' (the vectorised path follows amended prices, caps, "
+                           "schedules, pays, shares, removed cohorts, target sizes, the term and the payment "
+                           "lag; simulate other amended terms by writing them out in a copy of the contract)")
     return out
 
 
@@ -567,8 +696,46 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
             comparison=mid in comparison_metrics or mid in pre_ids, sd=float(a.sd) if a.sd is not None else 0.0,
             pre=mid in pre_ids,
         ))
-    # money scale: every price and cap exactly
+    # the terms in force (amendments), as evaluation._Terms reads them
+    terms_at = _terms_reader(c)
+    eff_dates = sorted({a.effective for a in c.amendments})
+    seg_terms: list[tuple[int, Contract]] = []
+    if not eff_dates or eff_dates[0] > c.term.start:
+        seg_terms.append((-(10**9), terms_at(c.term.start)))
+    seg_terms += [(day_of(d), terms_at(d)) for d in eff_dates]
+    seg_terms[0] = (-(10**9), seg_terms[0][1])
+    # what the plan refuses in the terms as signed, it refuses in the terms as amended
+    seen: list[Contract] = []
+    for _, st in seg_terms:
+        if st is not c and not any(st is x for x in seen):
+            seen.append(st)
+            more = unsupported(st, sim, amendments=False)
+            if more:
+                raise SimulationError(f"the vectorised path cannot simulate contract '{c.id}' as amended: "
+                                      + "; ".join(more))
+    cohort_ids = [co.id for co in c.timeline.cohorts]
+    segments = tuple(SegPlan(
+        start, tuple(cid in {co.id for co in st.timeline.cohorts} for cid in cohort_ids),
+        day_of(st.term.start), day_of(st.term.end)) for start, st in seg_terms)
+    # money scale: every price and cap exactly (in every terms in force)
     decimals = [minor]
+    periods_all = c.periods()
+    for st in {id(x): x for x in [terms_at(p.end) for p in periods_all]}.values():
+        if st is c:
+            continue
+        for t in st.triggers:
+            if t.cap is not None:
+                decimals.append(_decimals(t.cap))
+            if isinstance(t, RateCardTrigger):
+                decimals += [_decimals(o.cap_amount) for o in t.outcomes if o.cap_amount is not None]
+                decimals += [_decimals(x) for x in (t.cap_per_period, t.cap_per_participant) if x is not None]
+        if st.caps is not None:
+            decimals += [_decimals(x) for x in (st.caps.total, st.caps.per_period, st.caps.per_participant)
+                         if x is not None]
+    for _, st in seg_terms:
+        for t in st.triggers:
+            if isinstance(t, RateCardTrigger):
+                decimals += [_decimals(o.price) for o in t.outcomes]
     for t in c.triggers:
         if t.cap is not None:
             decimals.append(_decimals(t.cap))
@@ -595,41 +762,51 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
     dets = []
     for k, (did, kind, pi, cutoff, lag) in enumerate(items):
         p = periods[pi]
+        pt = terms_at(p.end)
         cut = cutoff or p.end
-        pay = p.end + timedelta(days=lag if lag is not None else c.timeline.payment_lag_days)
-        dets.append(DetPlan(did, k, kind, pi, day_of(cut), day_of(min(cut, p.end)), day_of(pay)))
+        pay = p.end + timedelta(days=lag if lag is not None else pt.timeline.payment_lag_days)
+        in_force = {co.id for co in pt.timeline.cohorts}
+        dets.append(DetPlan(did, k, kind, pi, day_of(cut), day_of(min(cut, p.end)), day_of(pay),
+                            tuple(i for i, cid in enumerate(cohort_ids) if cid in in_force)))
     det_ids = [d.id for d in dets]
+    split = _split_accrual_problems(c, [d.payment_day for d in dets])
+    if split:
+        raise SimulationError(f"the vectorised path cannot simulate contract '{c.id}' as written: {split}")
     scheds: list[SchedPlan] = []
+    amended: dict[tuple[int, int], SchedPlan] = {}
     cards: list[CardPlan] = []
     for ti, t in enumerate(c.triggers):
         if isinstance(t, RateCardTrigger):
             outs = []
             for o in t.outcomes:
+                seg_prices: tuple[int, ...] = ()
+                if c.amendments:
+                    seg_prices = tuple(
+                        _scaled(next(x for x in st.trigger(t.id).outcomes  # type: ignore[union-attr]
+                                     if x.metric == o.metric).price, scale) for _, st in seg_terms)
                 outs.append(OutcomePlan(
                     metric=index[o.metric], price=o.price, price_units=_scaled(o.price, scale),
                     requires=tuple(index[r] for r in o.requires), cap_units=o.cap_units,
                     cap_amount=_scaled(o.cap_amount, scale) if o.cap_amount is not None else None,
+                    seg_price_units=seg_prices,
                 ))
-            total_price = sum((o.price for o in t.outcomes), Decimal(0))
-            binds = t.cap_per_participant is not None and t.cap_per_participant < total_price
-            cards.append(CardPlan(ti, t.id, tuple(outs),
-                                  _scaled(t.cap_per_period, scale) if t.cap_per_period is not None else None,
-                                  _scaled(t.cap, scale) if t.cap is not None else None,
-                                  _scaled(t.cap_per_participant, scale)
-                                  if binds and t.cap_per_participant is not None else None))
+            cards.append(_card_caps(CardPlan(ti, t.id, tuple(outs), None, None), t, seg_terms, scale))
             continue
         eplan = _effect_plan(c, t.effect, index)
-        if isinstance(t, ThresholdTrigger):
-            scheds.append(SchedPlan(ti, t.id, "threshold", eplan, t.schedule, t.pays, t.scope == "per_cohort",
-                                    clause=t.clause))
-        elif isinstance(t, CohortTrigger):
-            fd = det_ids.index(t.fallback_determination) if t.fallback_determination in det_ids else None
-            scheds.append(SchedPlan(ti, t.id, "cohort_with_pooled_fallback", eplan, t.per_cohort.schedule,
-                                    t.per_cohort.pays, True, t.pooled_fallback.schedule, t.pooled_fallback.pays,
-                                    fd, clause=t.clause))
-        elif isinstance(t, ShareOfSavingsTrigger):
-            scheds.append(SchedPlan(ti, t.id, "share_of_savings", eplan, None, "amount", False,
-                                    share=t.share, unit_cost=t.unit_cost, clause=t.clause))
+        signed_sp = _sched_plan(ti, t, eplan, det_ids)
+        if signed_sp is not None:
+            scheds.append(signed_sp)
+            if c.amendments:  # the schedule in force at each determination
+                versions: list[SchedPlan] = [signed_sp]
+                for det in dets:
+                    at = _sched_plan(ti, terms_at(periods[det.period].end).trigger(t.id), eplan, det_ids)
+                    assert at is not None
+                    same = next((v for v in versions if _same_terms(v, at)), None)
+                    if same is None:
+                        same = SchedPlan(**{**at.__dict__, "version": len(versions)})
+                        versions.append(same)
+                    if same is not signed_sp:
+                        amended[(ti, det.index)] = same
     if caps_total_decimals(c) > minor:
         raise SimulationError(f"caps.total {c.caps.total if c.caps else ''} is not a whole number of minor units")
     for payer in c.payers:
@@ -642,10 +819,10 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
         for p in c.payers
     )
     caps = c.caps
-    return Plan(
+    plan = Plan(
         contract=c, sim=sim, currency=cur, minor=minor, scale=scale, metrics=tuple(mplans),
         cohorts=tuple(co.id for co in c.timeline.cohorts),
-        target_sizes=tuple(co.target_size or sim.enrolment.default_size for co in c.timeline.cohorts),
+        target_sizes=tuple(_target_size(terms_at(co.enrolment_start), co.id, sim) for co in c.timeline.cohorts),
         period_starts=np.array([day_of(p.start) for p in periods], dtype=np.int64),
         period_ends=np.array([day_of(p.end) for p in periods], dtype=np.int64),
         dets=tuple(dets), trigger_ids=tuple(t.id for t in c.triggers), scheds=tuple(scheds), cards=tuple(cards),
@@ -656,9 +833,151 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
         comparison_metrics=tuple(index[m] for m in needed if m in comparison_metrics),
         cap_participant=_scaled(caps.per_participant, scale)
         if caps is not None and caps.per_participant is not None and caps.per_participant < sum(
-            (o.price for t in c.triggers if isinstance(t, RateCardTrigger) for o in t.outcomes), Decimal(0))
+            (_max_price(seg_terms, t.id, o.metric) for t in c.triggers if isinstance(t, RateCardTrigger)
+             for o in t.outcomes), Decimal(0))
         else None,
+        segments=segments, amended_scheds=amended,
     )
+    if not c.amendments:
+        return plan
+    # the caps in force at each determination (evaluation: cap_limits of the terms at the end
+    # of the determination's period), one view of the plan per distinct set
+    views: list[Plan] = [plan]
+    keys: list[object] = [_caps_key(c)]
+    det_view: list[int] = []
+    for det in dets:
+        pt = terms_at(periods[det.period].end)
+        key = _caps_key(pt)
+        if key not in keys:
+            if caps_total_decimals(pt) > minor:
+                raise SimulationError(f"caps.total {pt.caps.total if pt.caps else ''} (as amended) is not a whole "
+                                      "number of minor units")
+            pc = pt.caps
+            views.append(replace(
+                plan, contract=pt,
+                cards=tuple(_card_caps(cd, pt.trigger(cd.id), seg_terms, scale) for cd in cards),
+                cap_total=_scaled(pc.total, minor) if pc is not None and pc.total is not None else None,
+                cap_period=_scaled(pc.per_period, scale) if pc is not None and pc.per_period is not None else None,
+                cap_participant=_scaled(pc.per_participant, scale)
+                if pc is not None and pc.per_participant is not None and pc.per_participant < sum(
+                    (_max_price(seg_terms, t.id, o.metric) for t in c.triggers if isinstance(t, RateCardTrigger)
+                     for o in t.outcomes), Decimal(0)) else None,
+                amended_scheds={}, _timings={}))
+            keys.append(key)
+        det_view.append(keys.index(key))
+    if len(views) == 1:
+        return plan
+    return replace(plan, cap_views=tuple(views), det_cap_view=tuple(det_view))
+
+
+def _caps_key(t: Contract) -> object:
+    """What of ``t``'s terms the caps are (equal keys: the same caps)."""
+    return (t.caps.model_dump() if t.caps is not None else None,
+            [(x.id, x.cap, getattr(x, "cap_per_period", None), getattr(x, "cap_per_participant", None),
+              [(o.metric, o.cap_units, o.cap_amount) for o in getattr(x, "outcomes", ())]) for x in t.triggers])
+
+
+def _card_caps(card: CardPlan, t: object, seg_terms: list[tuple[int, Contract]], scale: int) -> CardPlan:
+    """``card`` with the caps of the rate card ``t`` (a per-participant cap only where it can
+    bind: below the sum of the outcomes' highest prices)."""
+    assert isinstance(t, RateCardTrigger)
+    outs = tuple(replace(op, cap_units=o.cap_units,
+                         cap_amount=_scaled(o.cap_amount, scale) if o.cap_amount is not None else None)
+                 for op, o in zip(card.outcomes, t.outcomes))
+    total_price = sum((_max_price(seg_terms, t.id, o.metric) for o in t.outcomes), Decimal(0))
+    binds = t.cap_per_participant is not None and t.cap_per_participant < total_price
+    return replace(card, outcomes=outs,
+                   cap_period=_scaled(t.cap_per_period, scale) if t.cap_per_period is not None else None,
+                   cap_total=_scaled(t.cap, scale) if t.cap is not None else None,
+                   cap_participant=_scaled(t.cap_per_participant, scale)
+                   if binds and t.cap_per_participant is not None else None)
+
+
+def _max_price(seg_terms: list[tuple[int, Contract]], tid: str, metric: str) -> Decimal:
+    """The highest price of a rate card's outcome in any terms in force (where a
+    per-participant cap can bind)."""
+    out = Decimal(0)
+    for _, st in seg_terms:
+        t = st.trigger(tid)
+        if isinstance(t, RateCardTrigger):
+            out = max([out] + [o.price for o in t.outcomes if o.metric == metric])
+    return out
+
+
+def _split_accrual_problems(c: Contract, pay_days: list[int]) -> str:
+    """Why the capital stack's interest cannot be simulated with these amendments ('' if it
+    can).  The exact waterfall accrues interest in two pieces across an amendment's date;
+    act/365 and act/360 add up, 30/360 does not when a piece ends on a 31st or starts on a
+    30th or 31st, which the vectorised waterfall (accruing across the date) would miss."""
+    cap = c.capital
+    if not c.amendments or cap is None:
+        return ""
+    bad = [t.id for t in cap.tranches if t.coupon is not None and t.coupon.rate != 0
+           and t.coupon.day_count == "30/360"]
+    if not bad:
+        return ""
+    ends = set(pay_days) | {day_of(c.term.start), day_of(c.term.end)}
+    ends |= {day_of(g.called_on) for g in cap.guarantees if g.called_on is not None}
+    ends |= {day_of(t.maturity) for t in cap.tranches if t.maturity is not None}
+    for t in cap.tranches:
+        for dd in t.drawdowns:
+            ends.add(day_of(dd.date))
+        if t.drawdown_schedule is not None or t.coupon is not None and t.coupon.compounding != "simple":
+            ends.add(-1)  # scheduled drawdowns or compounding dates: a 31st cannot be ruled out cheaply
+    for a in c.amendments:
+        b = day_of(a.effective)
+        if a.effective.day >= 30 or any(e == -1 or (e > b and date_of(e).day == 31) for e in ends):
+            return (f"amendment '{a.id}' takes effect while tranche(s) {', '.join(repr(x) for x in bad)} accrue "
+                    "30/360 interest that the exact waterfall splits at its date (and 30/360 does not add up "
+                    "across a 30th or 31st); give the tranche an act/365 or act/360 day count in a copy of the "
+                    "contract, or move the amendment off the month's end")
+    return ""
+
+
+def _terms_reader(c: Contract) -> "Callable[[date], Contract]":
+    """``c.at`` memoised by the set of amendments in force (``c`` itself without any)."""
+    dates = sorted({a.effective for a in c.amendments})
+    cache: dict[int, Contract] = {}
+
+    def at(d: date) -> Contract:
+        if not dates:
+            return c
+        k = sum(1 for x in dates if x <= d)
+        got = cache.get(k)
+        if got is None:
+            got = cache[k] = c.at(d)
+        return got
+
+    return at
+
+
+def _target_size(terms: Contract, cohort: str, sim: Simulation) -> int:
+    """The cohort's target size in force when it opens (0 if an amendment removed it before)."""
+    co = next((x for x in terms.timeline.cohorts if x.id == cohort), None)
+    if co is None:
+        return 0
+    return co.target_size or sim.enrolment.default_size
+
+
+def _sched_plan(ti: int, t: object, eplan: EffectPlan, det_ids: list[str]) -> SchedPlan | None:
+    """The plan of a schedule-based trigger (None for other kinds)."""
+    if isinstance(t, ThresholdTrigger):
+        return SchedPlan(ti, t.id, "threshold", eplan, t.schedule, t.pays, t.scope == "per_cohort", clause=t.clause)
+    if isinstance(t, CohortTrigger):
+        fd = det_ids.index(t.fallback_determination) if t.fallback_determination in det_ids else None
+        return SchedPlan(ti, t.id, "cohort_with_pooled_fallback", eplan, t.per_cohort.schedule,
+                         t.per_cohort.pays, True, t.pooled_fallback.schedule, t.pooled_fallback.pays,
+                         fd, clause=t.clause)
+    if isinstance(t, ShareOfSavingsTrigger):
+        return SchedPlan(ti, t.id, "share_of_savings", eplan, None, "amount", False,
+                         share=t.share, unit_cost=t.unit_cost, clause=t.clause)
+    return None
+
+
+def _same_terms(a: SchedPlan, b: SchedPlan) -> bool:
+    """Whether two plans of a trigger pay the same (the amendable parts are equal)."""
+    return (a.schedule, a.pays, a.fallback_schedule, a.fallback_pays, a.share, a.unit_cost) == (
+        b.schedule, b.pays, b.fallback_schedule, b.fallback_pays, b.share, b.unit_cost)
 
 
 def caps_total_decimals(c: Contract) -> int:
