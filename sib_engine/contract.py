@@ -17,6 +17,7 @@ one suite over every member.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Iterable, Literal, TypeVar, Union
@@ -171,6 +172,18 @@ class Cohort(Model):
     enrolment_start: date
     enrolment_end: date
     target_size: PositiveInt | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledDetermination:
+    """One determination of :meth:`Contract.determination_schedule`, its period resolved."""
+
+    id: str
+    kind: Literal["interim", "final"]
+    period: Period
+    data_cutoff: date | None
+    payment_lag_days: int | None
+    clause: str | None
 
 
 class Determination(Model):
@@ -914,6 +927,38 @@ class Contract(Model):
 
     def periods(self) -> tuple[Period, ...]:
         return self.timeline.period_list()
+
+    def determination_schedule(self) -> tuple[ScheduledDetermination, ...]:
+        """The determinations the deal makes, amendments included, in order of period end.
+
+        Without amendments: the declared determinations (or one per period, the last one
+        final).  An amendment changes the schedule from its effective date: a determination
+        whose period ended before the amendment took effect was made under the terms then
+        in force and stays as it was; the others are those of the amended terms (moved,
+        added or removed by the amendment).  So a determination brought forward past an
+        amendment's date is made once, as amended, and one already made is never remade.
+        """
+        signed = self._signed or self
+        dates = sorted({a.effective for a in signed.amendments})
+        eras: list[tuple[date | None, Contract]] = [(None, signed)] + [(d, signed.at(d)) for d in dates]
+        done: dict[str, ScheduledDetermination] = {}
+        for i, (_, terms) in enumerate(eras):
+            until = eras[i + 1][0] if i + 1 < len(eras) else None
+            for item in terms._declared_schedule():
+                if item.id in done:
+                    continue
+                if until is None or item.period.end < until:
+                    done[item.id] = item
+        return tuple(sorted(done.values(), key=lambda x: x.period.end))
+
+    def _declared_schedule(self) -> tuple[ScheduledDetermination, ...]:
+        periods = self.periods()
+        if self.timeline.determinations:
+            by_id = {p.id: p for p in periods}
+            return tuple(ScheduledDetermination(d.id, d.kind, by_id[d.period], d.data_cutoff, d.payment_lag_days,
+                                                d.clause) for d in self.timeline.determinations)
+        return tuple(ScheduledDetermination(p.id, "final" if i == len(periods) - 1 else "interim", p, None, None, None)
+                     for i, p in enumerate(periods))
 
     @property
     def in_force_on(self) -> date | None:

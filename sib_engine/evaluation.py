@@ -521,18 +521,10 @@ def _records(arr: np.ndarray) -> dict[tuple[int, int, int], np.ndarray]:
 
 
 def _plan(contract: Contract, terms: _Terms, as_of: date | None) -> list[_Plan]:
-    periods = contract.periods()
-    by_id = {p.id: p for p in periods}
-    declared = contract.timeline.determinations
-    items: list[tuple[str, Literal["interim", "final"], Period, date | None, int | None, str | None]] = []
-    if declared:
-        for d in declared:
-            items.append((d.id, d.kind, by_id[d.period], d.data_cutoff, d.payment_lag_days, d.clause))
-    else:
-        for i, p in enumerate(periods):
-            items.append((p.id, "final" if i == len(periods) - 1 else "interim", p, None, None, None))
     out = []
-    for i, (did, kind, period, cutoff, lag, clause) in enumerate(items):
+    for i, sd in enumerate(contract.determination_schedule()):
+        did, kind, period, cutoff, lag, clause = (sd.id, sd.kind, sd.period, sd.data_cutoff, sd.payment_lag_days,
+                                                  sd.clause)
         t = terms.at(period.end)
         cut = cutoff or period.end
         if as_of is not None and cut > as_of:

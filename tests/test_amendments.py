@@ -143,3 +143,44 @@ def test_amended_caps_schedules_and_shares_cite_the_amendment() -> None:
     # P1, before the amendment, cites the terms as signed
     p1 = [ln for ln in ev.lines if ln.period == "P1"]
     assert p1 and all(ln.clause == "Schedule 2" for ln in p1) and "amended" not in p1[0].trace.render()
+
+
+SCHEDULED = EXAMPLE.replace(
+    "    - {id: c1, enrolment_start: 2024-01-01, enrolment_end: 2024-12-31}\n",
+    "    - {id: c1, enrolment_start: 2024-01-01, enrolment_end: 2024-12-31}\n"
+    "  determinations:\n"
+    "    - {id: first, kind: interim, period: P4}\n"
+    "    - {id: final, kind: final, period: P12}\n",
+) + """\
+amendments:
+  - id: early_end
+    effective: 2025-03-01
+    clause: "Deed of variation"
+    summary: The first determination is moved (too late, it was made) and the final one brought forward
+    changes:
+      - {set: timeline.determinations.first.period, to: P6}
+      - {set: timeline.determinations.final.period, to: P8}
+"""
+
+
+def test_an_amended_determination_schedule_is_followed_from_its_date() -> None:
+    import pandas as pd
+
+    from sib_engine.evaluation import evaluate
+
+    c = parse_contract(SCHEDULED)
+    schedule = [(d.id, d.period.id) for d in c.determination_schedule()]
+    # 'first' (P4, ended 2024-12-31) was made before the amendment took effect: it stays;
+    # 'final' had not been made: it moves to P8, as amended
+    assert schedule == [("first", "P4"), ("final", "P8")]
+    data = pd.DataFrame({
+        "participant_id": ["a", "a"], "metric": ["enrolment", "job"],
+        "date": pd.to_datetime(["2024-01-10", "2024-03-01"]), "value": [None, 1], "cohort": ["c1", None],
+    })
+    ev = evaluate(c, data)
+    assert [(d.id, d.period, d.period_end) for d in ev.determinations] == [
+        ("first", "P4", date(2024, 12, 31)), ("final", "P8", date(2025, 12, 31))]
+    assert ev.determinations[1].amendments == ("early_end",)
+    # as signed (no amendment), the final determination is on P12
+    signed = parse_contract(SCHEDULED.split("amendments:")[0])
+    assert [d.period.id for d in signed.determination_schedule()] == ["P4", "P12"]

@@ -13,7 +13,8 @@ Amendments (:func:`amendment_problems` lists what is followed) are compiled as t
 path reads them: the terms in force on an event's date for a rate card's price, cohorts
 and term (:attr:`Plan.segments`); the terms in force at the end of a determination's
 period for its scopes' cohorts, payment lag, schedules (:meth:`Plan.sched_at`) and caps
-(:meth:`Plan.caps_at`).  The determinations themselves are those of the contract as signed.
+(:meth:`Plan.caps_at`).  The determinations are the contract's
+:meth:`~sib_engine.contract.Contract.determination_schedule`, as in the exact path.
 """
 
 from __future__ import annotations
@@ -514,8 +515,11 @@ def amendment_problems(c: Contract) -> list[str]:
     ``target_size`` (the simulation enrols from the size in force when the cohort opens);
     ``term.start`` and ``term.end`` (a rate card's events outside the term in force on their
     date are not paid); ``timeline.payment_lag_days`` (in force at the end of the period);
-    changes to ``timeline.periods``, ``timeline.determinations`` and a cohort's
-    ``enrolment_end``, which the exact path reads from the terms as signed; and wording.
+    changes to ``timeline.determinations`` (the schedule of
+    :meth:`~sib_engine.contract.Contract.determination_schedule`, on periods as signed) and
+    ``timeline.periods`` (the periods stay as signed; a determination on a period an
+    amendment adds is refused when the plan is compiled); a cohort's ``enrolment_end``,
+    which the exact path reads from the terms as signed; and wording.
     Anything else (payers, metrics, baselines, effects, claim limits, the capital stack,
     triggers or outcomes added or removed, ...) is named here and refused.
     """
@@ -752,16 +756,15 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
     # periods and determinations (as evaluation._plan)
     periods = c.periods()
     by_id = {p.id: p for p in periods}
-    items: list[tuple[str, Literal["interim", "final"], int, date | None, int | None]] = []
-    if c.timeline.determinations:
-        for d in c.timeline.determinations:
-            items.append((d.id, d.kind, by_id[d.period].index, d.data_cutoff, d.payment_lag_days))
-    else:
-        for i, p in enumerate(periods):
-            items.append((p.id, "final" if i == len(periods) - 1 else "interim", i, None, None))
     dets = []
-    for k, (did, kind, pi, cutoff, lag) in enumerate(items):
-        p = periods[pi]
+    for k, sd in enumerate(c.determination_schedule()):
+        did, kind, cutoff, lag = sd.id, sd.kind, sd.data_cutoff, sd.payment_lag_days
+        p = by_id.get(sd.period.id)
+        if p is None or p != sd.period:
+            raise SimulationError(f"the vectorised path cannot simulate contract '{c.id}' as written: "
+                                  f"determination '{did}' is on period {sd.period.id}, which an amendment "
+                                  "adds or moves (the vectorised path keeps the periods as signed)")
+        pi = p.index
         pt = terms_at(p.end)
         cut = cutoff or p.end
         pay = p.end + timedelta(days=lag if lag is not None else pt.timeline.payment_lag_days)
