@@ -360,6 +360,8 @@ class SimulationResult:
             rows += [(f"{who}: IRR median", rec["irr_p50"], "per year"),
                      (f"{who}: IRR 5th percentile", rec["irr_p5"], "per year"),
                      (f"{who}: IRR 95th percentile", rec["irr_p95"], "per year"),
+                     # the percentiles are over the worlds with a rate: a total loss has none
+                     (f"{who}: no IRR (e.g. nothing back)", rec["irr_missing"], "probability"),
                      (f"{who}: multiple mean", rec["multiple_mean"], "x"),
                      (f"{who}: P(loss)", rec["p_loss"], "probability"),
                      (f"{who}: expected loss", rec["expected_loss"], cur),
@@ -559,7 +561,7 @@ def simulation_json(result: SimulationResult) -> dict[str, Any]:
             continue
         funders[rec["party"]] = {
             "irr": {"p5": _num(rec["irr_p5"]), "p50": _num(rec["irr_p50"]), "p95": _num(rec["irr_p95"]),
-                    "mean": _num(rec["irr_mean"])},
+                    "mean": _num(rec["irr_mean"]), "missing": _num(rec["irr_missing"])},
             "multiple_mean": _num(rec["multiple_mean"]), "p_loss": _num(rec["p_loss"]),
             "expected_loss": _num(rec["expected_loss"]), "var_5": _num(rec["var_5"]), "es_5": _num(rec["es_5"]),
         }

@@ -114,8 +114,11 @@ def test_json_has_what_the_cli_needs(reference: SimulationResult) -> None:
     assert j["total_payment"]["p5"] <= j["total_payment"]["p50"] <= j["total_payment"]["p95"]
     for fid in ("senior_bank", "junior_fund"):
         f = j["funders"][fid]
-        assert set(f["irr"]) == {"p5", "p50", "p95", "mean"}
+        assert set(f["irr"]) == {"p5", "p50", "p95", "mean", "missing"}
         assert 0.0 <= f["p_loss"] <= 1.0
+        i = [x.id for x in reference.funders].index(fid)
+        # the share of worlds without a rate is reported next to percentiles taken without them
+        assert f["irr"]["missing"] == pytest.approx(float(np.mean(~np.isfinite(reference.data.irr[:, i]))))
     assert 0.0 <= j["p_pay_if_no_effect"] <= 1.0
     assert 0.0 <= j["risk_transfer"] <= 1.0
     assert j == reference.to_json()
