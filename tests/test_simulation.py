@@ -420,8 +420,7 @@ def test_still_unsupported_examples_say_why() -> None:
     """The examples the vectorised path still refuses name what it cannot do."""
     sim = load_contract(REFERENCE).simulation
     assert sim is not None
-    for stem, what in (("utrecht_club_2015", "share_steps"),
-                       ("newpin_nsw_2013", "amendment 'control_group_from_year4'"),
+    for stem, what in (("newpin_nsw_2013", "amendment 'control_group_from_year4'"),
                        ("brussels_reemployment_2018", "banded_return"),
                        ("benevolent_society_nsw_2013", "banded_return")):
         with pytest.raises(SimulationError, match=what):

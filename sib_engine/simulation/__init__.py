@@ -56,11 +56,27 @@ wrong answer):
   see :func:`~sib_engine.simulation.payments.participant_caps`), ``threshold`` (step and
   linear schedules, minimum effect, maximum; ``pays`` amount, per participant or per
   unit; pooled or per cohort), ``cohort_with_pooled_fallback`` and ``share_of_savings``
-  without ``share_steps``;
+  with ``share_steps`` as the exact waterfall applies them (each of the trigger's positive
+  lines rescaled on its payment date to the share of the last step whose ``after_return``
+  the funders' drawdowns and receipts before that date reach: ``round_money(line x step
+  share / share)``; see :func:`~sib_engine.simulation.cashflows.run`);
 - contract caps ``total``, ``per_period`` and ``per_participant`` (where it can bind, only
   without a rate card's ``cap_per_period`` or ``cap``, which apply before it and cut a
   participant's claims where the counts do not say);
 - payers with fixed shares, top-up funds, and payer caps;
+- payers by residence (each municipality pays for its own residents): the world draws each
+  cohort's participants' municipalities after every other draw (a multinomial in equal
+  shares among the residence payers' codes, then a random order of the participants kept as
+  the residents among those reaching each outcome, by sequential hypergeometric draws over
+  the nested prefixes), which :func:`~sib_engine.simulation.exact.world_data` writes out in
+  the ``municipality`` column; a rate card's amount is split by what it pays for each
+  municipality's residents, a schedule-based amount by the scope's members (a pooled
+  fallback's: of the cohorts without their own payment), cumulatively, by largest
+  remainder (ties as ``money.allocate`` breaks them in ``Decimal``); with payer caps,
+  top-ups and ``caps.total``, not with caps that cut a rate card's claims
+  (``cap_units``, ``cap_amount``, a binding ``cap_per_participant``, ``cap_per_period``, a
+  card's ``cap``, a binding ``caps.per_participant``, ``caps.per_period``), amendments, or
+  payers by fixed share besides;
 - determinations (interim and final, data cutoffs, payment lags); cumulative
   re-determination with true-ups and clawbacks;
 - amendments, read as the exact path reads them (:func:`~sib_engine.simulation.plan.amendment_problems`):
@@ -89,8 +105,10 @@ prerequisites, baselines, a trigger's effect or gate, ``max_claims``, a ``fallba
 triggers or outcomes added or removed, the capital stack: the plan fixes them once per
 contract), and any amendment while a tranche accrues 30/360 interest across
 a date it could split unevenly (the exact waterfall accrues in two pieces across an
-amendment's date; 30/360 does not add up across a 30th or 31st); residence-based payer splits, ``banded_return`` triggers,
-``share_steps``, ``max_return`` of -100% or less, blends of ``expected_duration``
+amendment's date; 30/360 does not add up across a 30th or 31st); payers by residence with caps that cut a rate
+card's claims (the split would depend on the municipalities of the participants at the cut
+point), with amendments or with payers by fixed share, ``banded_return`` triggers,
+``share_steps`` of a trigger an amendment changes, ``max_return`` of -100% or less, blends of ``expected_duration``
 baselines, an expected-duration table without a row for the simulated participants,
 difference in differences on a continuous metric or whose ``pre_metric``
 is also paid on, a continuous metric with prerequisites (or as one) or under a pooled
@@ -111,7 +129,8 @@ as well (28-digit ``Decimal``): the payment a schedule reads off a measured effe
 interest accrued.  The vectorised path computes them in float64 and flags every world
 where a float result lies within a small multiple of its rounding error of a decision (a
 schedule point, a significance level, a tie in the twelfth significant digit of a
-confidence bound, half a cent): those few worlds are recomputed with the exact path's own
+confidence bound, half a cent, a funders' return within ``1e-9`` of a share step: decided
+again with the exact waterfall's ``achieved_return``): those few worlds are recomputed with the exact path's own
 tests (:class:`sib_engine.baselines.Comparison` on the world's per-participant values) and
 ``Decimal`` arithmetic (the schedule amounts, memoised by their inputs) or its own waterfall (:func:`sib_engine.waterfall.run_waterfall`).  The test
 ``tests/test_simulation_exact.py`` checks both paths on random worlds, to the cent.

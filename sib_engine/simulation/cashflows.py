@@ -31,10 +31,12 @@ import numpy.typing as npt
 from sib_engine.metrics import date_of, day_of
 from sib_engine.money import allocate
 from sib_engine.periods import add_months
-from sib_engine.simulation.plan import Plan
+from sib_engine.contract import ShareOfSavingsTrigger
+from sib_engine.simulation.plan import Plan, share_step_triggers
 from sib_engine.waterfall import (
     PROVIDER_PLACEHOLDER,
     _COMPOUNDING_MONTHS,
+    achieved_return,
     drawdown_schedule,
     year_fraction,
 )
@@ -44,6 +46,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 HALF_TOL = 1e-6
 HEADROOM_TOL = 1e-5
+STEP_TOL = 1e-9
+"""A share step's float value of the funders' flows within this fraction of their grown
+magnitude of zero is decided again in ``Decimal``."""
 
 RETURN_STEP_KINDS = frozenset({"interest", "principal", "fee", "bonus", "residual"})
 
@@ -78,6 +83,20 @@ class _Guarantee:
     interest: bool
     called_on: int | None
     """Grid index of the settlement date, or None for the default (per world)."""
+
+
+@dataclass(frozen=True)
+class _ShareSteps:
+    """A ``share_of_savings`` trigger's ``share_steps`` (sorted by ``after_return``, as the
+    exact waterfall tries them)."""
+
+    share: tuple[int, int]
+    """The trigger's share as (numerator, 10**k)."""
+    after: tuple[Decimal, ...]
+    log_growth: tuple[float, ...]
+    """``log1p(after_return) / 365`` per step."""
+    shares: tuple[int, ...]
+    """Each step's share, numerator over the same ``10**k``."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,11 @@ class Layout:
     """Grid indices on which a funder's cash can move (drawdowns, payments, settlements, the
     end of the term): the columns of ``Flows.flows``."""
     """Some guarantee is settled at the close (no ``called_on``)."""
+    share_steps: tuple[_ShareSteps, ...] = ()
+    """Per :func:`~sib_engine.simulation.plan.share_step_triggers` entry."""
+    step_funders: tuple[int, ...] = ()
+    """Funders (indices of ``funders``) of the tranches other than deferred fees: whose
+    cash flows the share steps read."""
 
 
 def layout(plan: Plan) -> Layout:
@@ -256,7 +280,19 @@ def layout(plan: Plan) -> Layout:
     if budget is not None:
         room = float((budget - commitments).quantize(Decimal(1).scaleb(-plan.minor),
                                                       rounding="ROUND_HALF_UP").scaleb(plan.minor))
+    ssteps: list[_ShareSteps] = []
+    for ti_ in share_step_triggers(plan):
+        trig = c.triggers[ti_]
+        assert isinstance(trig, ShareOfSavingsTrigger)
+        ordered = sorted(trig.share_steps, key=lambda x: x.after_return)
+        k = max(max(0, -int(x.as_tuple().exponent)) for x in [trig.share] + [x.share for x in ordered])
+        ssteps.append(_ShareSteps(
+            (int(trig.share.scaleb(k)), 10**k), tuple(x.after_return for x in ordered),
+            tuple(math.log1p(float(x.after_return)) / 365.0 for x in ordered),
+            tuple(int(x.share.scaleb(k)) for x in ordered)))
     return Layout(
+        share_steps=tuple(ssteps),
+        step_funders=tuple(sorted({parties.index(t.funder) for t in tranches_c if t.kind != "deferred_fee"})),
         days=days, parties=tuple(parties), funders=funders, guarantors=guarantors, tranches=tuple(tr),
         guarantees=tuple(gs), steps=tuple(steps),
         pay_index=np.array([gi[d.payment_day] for d in plan.dets], dtype=np.int64), term_end=gi[term_end],
@@ -356,19 +392,32 @@ def _alloc(total: FloatArray, weights: list[Decimal]) -> list[FloatArray]:
     return out
 
 
-def run(plan: Plan, lay: Layout, pos: FloatArray, neg: FloatArray) -> Flows:
+def run(plan: Plan, lay: Layout, pos: FloatArray, neg: FloatArray,
+        steps: npt.NDArray[np.int64] | None = None) -> Flows:
     """The waterfall of every world, from its payment lines: ``pos`` and ``neg`` (n,
     determinations, payers) the positive and negative lines per determination and payer
     (appropriation failures already removed), in minor units.
 
+    ``steps`` (n, determinations, share-step triggers, periods, payers): the positive lines
+    of the ``share_of_savings`` triggers with ``share_steps``, included in ``pos``
+    (:attr:`~sib_engine.simulation.payments.PaymentResult.steps`, failures removed).  Each
+    is rescaled on its payment date to the share in force, as the exact waterfall does
+    (``_Engine._share_step``): the last step (by ``after_return``) at which the value, at
+    that return, of the funders' drawdowns and receipts before that date (guarantee
+    payments not counted) is at least 0, if any drawdown precedes it; the line becomes
+    ``round_money(line x step share / share)``.  ``pos`` is updated in place to the amounts
+    distributed, so that a world recomputed with the exact waterfall gets those.
+
     Every step works on whole arrays: a world that has nothing to do on a date takes part
     with zero amounts (nothing available, no year fraction), which changes nothing."""
-    return _Engine(plan, lay, pos, neg).run()
+    return _Engine(plan, lay, pos, neg, steps).run()
 
 
 class _Engine:
-    def __init__(self, plan: Plan, lay: Layout, pos: FloatArray, neg: FloatArray):
+    def __init__(self, plan: Plan, lay: Layout, pos: FloatArray, neg: FloatArray,
+                 steps: npt.NDArray[np.int64] | None = None):
         self.plan, self.lay = plan, lay
+        self.steps = steps if lay.share_steps else None
         n = pos.shape[0]
         self.n = n
         self.pos, self.neg = pos, neg
@@ -405,6 +454,8 @@ class _Engine:
         self.cols = [int(c) for c in lay.flow_cols]
         self.col_of = {c: j for j, c in enumerate(self.cols)}
         self.flows = np.zeros((len(lay.funders), len(self.cols), n))  # a column per flow date: written whole
+        # share steps: the step funders' drawdowns (negative) and receipts, guarantees not counted
+        self.ret = np.zeros((len(self.cols), n)) if self.steps is not None else None
         self.received = [z(n) for _ in lay.funders]
         self.g_paid = {g: z(n) for g in lay.guarantors}
         self.g_back = {g: z(n) for g in lay.guarantors}
@@ -448,6 +499,8 @@ class _Engine:
             self._accrue(gi, active, all_active)
             self._compound(gi, active, all_active)
             self._draw(gi)
+            if self.steps is not None and dets:
+                self._share_steps(gi, dets)
             received = np.zeros(n)
             for k in dets:
                 for p in range(self.pos.shape[2]):
@@ -514,9 +567,71 @@ class _Engine:
             if a:
                 self.drawn[ti] += a
                 self.flows[t.funder, self.col_of[gi]] -= a
+                if self.ret is not None and t.funder in self.lay.step_funders:
+                    self.ret[self.col_of[gi]] -= a
                 dv = self.dv[ti]
                 if dv is not None and t.growth is not None:
                     dv += a / t.growth[gi]
+
+    # -- share steps ---------------------------------------------------------------------
+    def _share_steps(self, gi: int, dets: list[int]) -> None:
+        """Rescale the share-of-savings lines paid on grid date ``gi`` (see :func:`run`)."""
+        assert self.steps is not None and self.ret is not None
+        lay = self.lay
+        j = self.col_of[gi]
+        if not any(t.draws[:gi].any() for t in lay.tranches if t.funder in lay.step_funders):
+            return  # no drawdown before this date: the exact path leaves the lines alone
+        day = int(lay.days[gi])
+        before = self.ret[:j]  # (columns before, n)
+        ages = (day - lay.days[np.asarray(self.cols[:j], dtype=np.int64)]).astype(np.float64)
+        for si, ss in enumerate(lay.share_steps):
+            lines = self.steps[:, dets, si]  # (n, dets here, periods, payers)
+            has = (lines > 0).any(axis=(1, 2, 3))
+            if not has.any():
+                continue
+            chosen = np.full(self.n, -1, dtype=np.int64)
+            for step, lg in enumerate(ss.log_growth):
+                g = np.exp(lg * ages)[:, None]
+                grown = before * g
+                value = grown.sum(axis=0)
+                scale = np.abs(grown).sum(axis=0)
+                ok = value >= 0
+                near = has & (np.abs(value) <= STEP_TOL * scale)
+                for w in np.flatnonzero(near):
+                    ok[w] = self._exact_reached(gi, int(w), ss.after[step])
+                chosen = np.where(ok, step, chosen)
+            num_old, _ = ss.share
+            new = np.array([num_old] + list(ss.shares), dtype=np.int64)[chosen + 1]
+            change = has & (new != num_old)
+            if not change.any():
+                continue
+            rows = np.flatnonzero(change)
+            sub = lines[rows]
+            nn = new[rows][:, None, None, None]
+            # round_money(line x new / old): half away from zero, exactly (lines are > 0)
+            adj = np.where(sub > 0, (2 * sub * nn + num_old) // (2 * num_old), 0)
+            diff = (adj - sub).sum(axis=2)  # (rows, dets here, payers)
+            for di, k in enumerate(dets):
+                self.pos[rows, k, :] += diff[:, di, :]
+
+    def _exact_reached(self, gi: int, w: int, rate: Decimal) -> bool:
+        """``achieved_return(...) >= 0`` in ``Decimal`` for world ``w`` before grid date ``gi``."""
+        assert self.ret is not None
+        lay = self.lay
+        minor = self.plan.minor
+        draws: list[tuple[date, Decimal]] = []
+        receipts: list[tuple[date, Decimal]] = []
+        for j, c in enumerate(self.cols):
+            if c >= gi:
+                break
+            d = date_of(int(lay.days[c]))
+            drawn = sum(float(t.draws[c]) for t in lay.tranches if t.funder in lay.step_funders)
+            got = float(self.ret[j, w]) + drawn
+            if drawn:
+                draws.append((d, Decimal(int(drawn)).scaleb(-minor)))
+            if got:
+                receipts.append((d, Decimal(int(got)).scaleb(-minor)))
+        return achieved_return(draws, receipts, date_of(int(lay.days[gi])), rate) >= 0
 
     # -- max_return ----------------------------------------------------------------------
     def _headroom(self, ti: int, gi: int, relevant: BoolArray) -> FloatArray:
@@ -550,6 +665,8 @@ class _Engine:
         if party < len(self.lay.funders):
             self.flows[party, self.col_of[gi]] += amount
             self.received[party] += amount
+            if self.ret is not None and party in self.lay.step_funders:
+                self.ret[self.col_of[gi]] += amount
 
     def _distribute(self, gi: int, dist: BoolArray, received: FloatArray) -> None:
         lay = self.lay

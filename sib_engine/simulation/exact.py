@@ -57,10 +57,12 @@ def world_data(plan: Plan, world: World, i: int) -> pd.DataFrame:
         groups = [("t", "treatment", int(world.n_t[i, ci]), world.x_t[i, :, ci], world.s_t[i, :, ci])]
         if int(world.n_c[i, ci]):
             groups.append(("k", group_c, int(world.n_c[i, ci]), world.x_c[i, :, ci], world.s_c[i, :, ci]))
+        munis = residents(plan, world, i, ci)
         for letter, group, n, x, spread in groups:
             ids = [f"c{ci:03d}-{letter}{j:06d}" for j in range(n)]
-            for pid in ids:
-                rows.append((pid, "enrolment", enrol, None, cohort, group, age, prior))
+            for j, pid in enumerate(ids):
+                mun = (munis[j] if letter == "t" else plan.munis[0]) if plan.munis else None
+                rows.append((pid, "enrolment", enrol, None, cohort, group, age, prior, mun))
             for mi, m in enumerate(plan.metrics):
                 if group != "treatment" and not m.comparison:
                     continue
@@ -68,20 +70,46 @@ def world_data(plan: Plan, world: World, i: int) -> pd.DataFrame:
                 total = int(x[mi])
                 if m.type == "continuous":
                     for j, v in enumerate(continuous_values(total, n, int(spread[mi]))):
-                        rows.append((ids[j], m.id, on, Decimal(v).scaleb(-2), None, None, None, None))
+                        rows.append((ids[j], m.id, on, Decimal(v).scaleb(-2), None, None, None, None, None))
                 elif m.type in ("binary", "event"):
                     for j in range(min(total, n)):
-                        rows.append((ids[j], m.id, on, Decimal(1), None, None, None, None))
+                        rows.append((ids[j], m.id, on, Decimal(1), None, None, None, None, None))
                 elif n:
                     for j, v in enumerate(continuous_values(total, n, int(spread[mi]))):
                         if v:
-                            rows.append((ids[j], m.id, on, Decimal(v), None, None, None, None))
-    cols = ["participant_id", "metric", "date", "value", "cohort", "group", "age", "prior_months"]
+                            rows.append((ids[j], m.id, on, Decimal(v), None, None, None, None, None))
+    cols = ["participant_id", "metric", "date", "value", "cohort", "group", "age", "prior_months", "municipality"]
     df = pd.DataFrame(rows, columns=cols)
+    if not plan.munis:
+        df = df.drop(columns="municipality")
     df.insert(0, "contract_version", c.version)
     df.insert(0, "contract_id", c.id)
     df["date"] = pd.to_datetime(df["date"])
     return df
+
+
+def residents(plan: Plan, world: World, i: int, ci: int) -> list[str]:
+    """The municipality of each enrolled participant of cohort ``ci`` in world ``i``, in
+    participant order, as ``World.mu`` counts them: the prefixes of those with each outcome
+    (shortest first) hold the world's count of each municipality's residents (the
+    comparison group is written with the first municipality; no split reads it).  Empty
+    without payers by residence."""
+    if not plan.munis:
+        return []
+    n = int(world.n_t[i, ci])
+    nm = len(plan.metrics)
+    mu = world.mu[i, :, ci, :]
+    lens = [min(int(world.x_t[i, mi, ci]), n) for mi in range(nm)] + [n]
+    out: list[str] = []
+    placed = np.zeros(len(plan.munis), dtype=np.int64)
+    for q in sorted(range(nm + 1), key=lambda k: lens[k]):
+        if lens[q] == len(out):
+            continue
+        for m, k in enumerate(mu[q] - placed):
+            out += [plan.munis[m]] * int(k)
+        placed = mu[q].copy()
+    assert len(out) == n
+    return out
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,8 @@ class Runner:
         paid = paid_units / q
         paid_by_payer = payer_units / q
         paid_by_trigger = _add(kept_tp, 2) / q
-        fl = cashflows.run(plan, lay, pos, neg)
+        steps = None if pay.steps is None else pay.steps * keep[:, :, None, None, :]
+        fl = cashflows.run(plan, lay, pos, neg, steps)  # rescales share-step lines in ``pos``
         flows = fl.flows
         invested, received, guar = fl.invested, fl.received, fl.guarantee_received
         g_paid, g_back, prov = fl.guarantor_paid, fl.guarantor_recovered, fl.provider_received

@@ -46,8 +46,8 @@ from scipy import stats as _st
 from sib_engine.baselines import Comparison, Estimate, _measure_ci, effect_measure, exact_mean
 from sib_engine.contract import Metric, Schedule
 from sib_engine.metrics import Sample
-from sib_engine.money import round_money
-from sib_engine.simulation.plan import DetPlan, EffectPlan, Plan, SchedPlan
+from sib_engine.money import allocate, round_money
+from sib_engine.simulation.plan import DetPlan, EffectPlan, Plan, SchedPlan, share_step_triggers
 from sib_engine.simulation.world import World, continuous_values
 from sib_engine.stats import Alternative, TestResult, to_decimal, wald_z
 from sib_engine.triggers import schedule_value
@@ -1003,6 +1003,10 @@ class PaymentResult:
     """(n, determinations, payers) sum of the positive lines."""
     neg: IntArray
     """(n, determinations, payers) sum of the negative lines (as a negative number)."""
+    steps: IntArray | None = None
+    """(n, determinations, share-step triggers, periods, payers) the positive lines of each
+    ``share_of_savings`` trigger with ``share_steps`` (:func:`~sib_engine.simulation.plan.share_step_triggers`),
+    one per key as the exact path makes them: the waterfall rescales each line on its own."""
 
 
 @dataclass(frozen=True)
@@ -1086,12 +1090,32 @@ def payments(plan: Plan, world: World, memo: dict[tuple[object, ...], int]) -> P
     lines_neg = np.zeros((n, K, T, P), dtype=np.int64)
     pos = np.zeros((n, K, P), dtype=np.int64)
     neg = np.zeros((n, K, P), dtype=np.int64)
+    steps = _step_lines(plan, n)
     for d in np.unique(world.delay):
         rows = np.flatnonzero(world.delay == d)
         sub = world.take(rows) if len(rows) < n else world
         r = _group(plan, sub, int(d), memo)
         lines[rows], lines_neg[rows], pos[rows], neg[rows] = r.lines, r.lines_neg, r.pos, r.neg
-    return PaymentResult(lines, lines_neg, pos, neg)
+        if steps is not None and r.steps is not None:
+            steps[rows] = r.steps
+    return PaymentResult(lines, lines_neg, pos, neg, steps)
+
+
+def _step_lines(plan: Plan, n: int) -> IntArray | None:
+    """Zeros for :attr:`PaymentResult.steps` (share-of-savings lines), or None without share steps."""
+    st = share_step_triggers(plan)
+    if not st:
+        return None
+    return np.zeros((n, len(plan.dets), len(st), len(plan.period_starts), len(plan.payers)), dtype=np.int64)
+
+
+def _record_step(plan: Plan, steps: IntArray | None, k: int, key: tuple[int, int, int], up: IntArray) -> None:
+    """A share-of-savings trigger's positive line (``up``: worlds x payers) of one key."""
+    if steps is None:
+        return
+    st = share_step_triggers(plan)
+    if key[1] in st:
+        steps[:, k, st.index(key[1]), key[0], :] += up
 
 
 def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]) -> PaymentResult:
@@ -1103,10 +1127,15 @@ def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]
     blocks: list[_Block] = _card_blocks(plan, delay)
     amounts: list[IntArray] = []
     units: list[IntArray] = []
+    res: list[IntArray] = []  # payers by residence: each block's weight of each municipality
+    nm = len(plan.metrics)
+    g = math.gcd(*[b.price for b in blocks]) or 1
     for b in blocks:
         u = w.x_t[:, b.metric, b.cohort]
         units.append(u)
         amounts.append(u * b.price)
+        if plan.munis:  # what is paid for the residents among those with the outcome
+            res.append(w.mu[:, b.metric, b.cohort, :] * (b.price // g))
     # schedule-based triggers: amounts at each determination, cumulative, then the changes
     for signed_sp in plan.scheds:
         labels = _scope_labels(plan, signed_sp)
@@ -1138,6 +1167,11 @@ def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]
                 blocks.append(_Block(det.data_day, 1, sp.index, labels.index(label), -1, det.index, det.period))
                 amounts.append(change * up)
                 units.append(np.zeros(n, dtype=np.int64))
+                if plan.munis:  # the scope's members by municipality (a pooled fallback's: of the
+                    # cohorts without their own payment, as it pays for them)
+                    res.append(sum((w.mu[:, nm, c, :] * (per_cohort[c] <= 0)[:, None] if n_rest is not None
+                                    else w.mu[:, nm, c, :] for c in cohorts if t.enrol_day[c] <= det.cutoff_day),
+                                   np.zeros((n, len(plan.munis)), dtype=np.int64)))
     order = sorted(range(len(blocks)), key=lambda i: (blocks[i].day, blocks[i].kind, blocks[i].trig,
                                                       blocks[i].outc, blocks[i].cohort))
     blocks = [blocks[i] for i in order]
@@ -1148,7 +1182,7 @@ def _group(plan: Plan, w: World, delay: int, memo: dict[tuple[object, ...], int]
         capped = [_apply_caps(view, blocks, A, U) for view in plan.cap_views]
         return _determinations(plan, blocks, capped[0], w.n, capped)
     A = _apply_caps(plan, blocks, A, U)
-    return _determinations(plan, blocks, A, w.n)
+    return _determinations(plan, blocks, A, w.n, residents=[res[i] for i in order] if plan.munis else None)
 
 
 def _members(w: World, t: "object", det: DetPlan, cohorts: Sequence[int]) -> IntArray:
@@ -1338,12 +1372,49 @@ def allocate_int(amount: IntArray, shares: Sequence[Decimal]) -> IntArray:
     return np.asarray(np.sign(amount)[:, None] * parts, dtype=np.int64)
 
 
+def allocate_weights(amount: IntArray, weights: IntArray, currency: str, minor: int) -> IntArray:
+    """``money.allocate`` of ``amount`` (minor units, per world) by integer ``weights`` (n,
+    k) per world, among the parts of nonzero weight (as ``payments.split_among_payers``
+    by residence): floors, then the leftover units to the largest remainders (ties to the
+    earlier part).  A world whose weights are all zero gets nothing.  Shape (n, k).
+
+    Remainders are compared exactly in integers; where two are equal, ``money.allocate``
+    compares them as its 28-digit ``Decimal`` quotients, whose rounding depends on the
+    size of each part (a tie need not stay a tie), so those worlds are split by
+    ``money.allocate`` itself."""
+    n, k = weights.shape
+    total = weights.sum(axis=1)
+    safe = np.maximum(total, 1)[:, None]
+    mag = np.abs(amount)[:, None]
+    prod = mag * weights
+    floors = prod // safe
+    rem = prod % safe
+    left = mag[:, 0] - floors.sum(axis=1)
+    # larger remainder first, ties to the earlier part; parts of zero weight last
+    key = np.where(weights > 0, -rem * (k + 1) + np.arange(k)[None, :], np.iinfo(np.int64).max)
+    order = np.argsort(key, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(k), (n, k)), axis=1)
+    parts = np.where(total[:, None] > 0, floors + (rank < left[:, None]), 0)
+    out = np.asarray(np.sign(amount)[:, None] * parts, dtype=np.int64)
+    live = (weights > 0) & (rem > 0)
+    srt = np.sort(np.where(live, rem, -1 - np.arange(k)[None, :]), axis=1)
+    tied = np.flatnonzero((left > 0) & (srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    for i in tied:  # the exact path's own Decimal split
+        nz = np.flatnonzero(weights[i] > 0)
+        got = allocate(Decimal(int(amount[i])).scaleb(-minor), [Decimal(int(x)) for x in weights[i, nz]], currency)
+        out[i] = 0
+        out[i, nz] = [int(g.scaleb(minor)) for g in got]
+    return out
+
+
 def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
-                    by_view: Sequence[IntArray] = ()) -> PaymentResult:
+                    by_view: Sequence[IntArray] = (), residents: Sequence[IntArray] | None = None) -> PaymentResult:
     """Per determination, what each payer owes per key and the lines that changes make
     (``A``: capped amounts, blocks x worlds; ``by_view``: the amounts capped by each of
-    ``plan.cap_views``, where amendments change the caps).  Arrays are kept with the worlds
-    last, so that each key's amounts are contiguous."""
+    ``plan.cap_views``, where amendments change the caps; ``residents``: for payers by
+    residence, each block's weight of each municipality, worlds x municipalities).  Arrays
+    are kept with the worlds last, so that each key's amounts are contiguous."""
     K, T, P = len(plan.dets), len(plan.trigger_ids), len(plan.payers)
     down = 10 ** (plan.scale - plan.minor)
     # keys (trigger, outcome, period) in the order (period, trigger, outcome)
@@ -1356,7 +1427,11 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
     tops = [i for i, p in enumerate(plan.payers) if p.mode == "top_up"]
     shares = [plan.payers[i].share for i in primary]
     coupled = (len(primary) != 1 or bool(tops) or any(p.cap is not None for p in plan.payers)
-               or plan.cap_total is not None or bool(by_view))
+               or plan.cap_total is not None or bool(by_view) or residents is not None)
+    # payers by residence: municipality -> primary payer (0/1), and each key's weights
+    owner = np.array([[code in plan.payers[i].residence for i in primary] for code in plan.munis],
+                     dtype=np.int64).reshape(len(plan.munis), len(primary))
+    key_w = np.zeros((nk, n, len(primary)), dtype=np.int64)
     # a schedule-based trigger's keys of one scope, in period order: split cumulatively
     groups: dict[tuple[int, int], list[int]] = {}
     for j, (period, trig, outc) in enumerate(keys):
@@ -1367,8 +1442,9 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
     lines_neg = np.zeros((n, K, T, P), dtype=np.int64)
     pos = np.zeros((n, K, P), dtype=np.int64)
     neg = np.zeros((n, K, P), dtype=np.int64)
+    steps = _step_lines(plan, n)
     if not coupled:
-        return _single_payer(plan, blocks, A, keys, key_index, primary[0], lines, lines_neg, pos, neg)
+        return _single_payer(plan, blocks, A, keys, key_index, primary[0], lines, lines_neg, pos, neg, steps)
     sums = np.zeros((nk, n), dtype=np.int64)
     ledger = np.zeros((nk, P, n), dtype=np.int64)
     by_det: dict[int, list[int]] = {}
@@ -1391,6 +1467,9 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
         for col in cols:
             j = key_index[(blocks[col].period, blocks[col].trig, blocks[col].outc)]
             sums[j] += A[col]
+            if residents is not None:  # a rate card's rows add up; a scope's members are the latest
+                by_payer = residents[col] @ owner
+                key_w[j] = key_w[j] + by_payer if j not in grouped else by_payer
             if j not in changed:
                 changed.append(j)
         amount = _half_up_div(sums, down)
@@ -1398,13 +1477,19 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
         parts = np.zeros((nk, len(primary), n), dtype=np.int64)
         for j in range(nk):
             if j not in grouped:
-                parts[j] = _split(amount[j], shares).T
+                parts[j] = (_split(amount[j], shares) if residents is None
+                            else allocate_weights(amount[j], key_w[j], plan.currency, plan.minor)).T
         for js in groups.values():
             cum = np.zeros(n, dtype=np.int64)
             prev = np.zeros((len(primary), n), dtype=np.int64)
+            wts = np.zeros((n, len(primary)), dtype=np.int64)
             for j in js:
                 cum = cum + amount[j]
-                now = _split(cum, shares).T
+                if residents is None:
+                    now = _split(cum, shares).T
+                else:  # a scope left without participants keeps its split
+                    wts = np.where((key_w[j].sum(axis=1) > 0)[:, None], key_w[j], wts)
+                    now = allocate_weights(cum, wts, plan.currency, plan.minor).T
                 parts[j] = now - prev
                 prev = now
         # payer caps, then the contract's total cap over every part (key, then payer order)
@@ -1433,12 +1518,13 @@ def _determinations(plan: Plan, blocks: list[_Block], A: IntArray, n: int,
         for j in range(nk):
             lines[:, k, key_trig[j], :] += up[j].T
             lines_neg[:, k, key_trig[j], :] += dn[j].T
-    return PaymentResult(lines, lines_neg, pos, neg)
+            _record_step(plan, steps, k, keys[j], up[j].T)
+    return PaymentResult(lines, lines_neg, pos, neg, steps)
 
 
 def _single_payer(plan: Plan, blocks: list[_Block], A: IntArray, keys: list[tuple[int, int, int]],
                   key_index: dict[tuple[int, int, int], int], payer: int, lines: IntArray, lines_neg: IntArray,
-                  pos: IntArray, neg: IntArray) -> PaymentResult:
+                  pos: IntArray, neg: IntArray, steps: IntArray | None = None) -> PaymentResult:
     """One payer, no payer caps, no top-ups, no total cap: a key's amount changes only at the
     determinations that bring it new rows, and each change is a line."""
     down = 10 ** (plan.scale - plan.minor)
@@ -1463,7 +1549,11 @@ def _single_payer(plan: Plan, blocks: list[_Block], A: IntArray, keys: list[tupl
             lines_neg[:, det.index, t, payer] += down_
             pos[:, det.index, payer] += up_
             neg[:, det.index, payer] += down_
-    return PaymentResult(lines, lines_neg, pos, neg)
+            if steps is not None:
+                one = np.zeros((up_.shape[0], len(plan.payers)), dtype=np.int64)
+                one[:, payer] = up_
+                _record_step(plan, steps, det.index, keys[j], one)
+    return PaymentResult(lines, lines_neg, pos, neg, steps)
 
 
 def _split(amount: IntArray, shares: Sequence[Decimal]) -> IntArray:

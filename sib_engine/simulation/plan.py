@@ -238,6 +238,9 @@ class PayerPlan:
     share: Decimal
     cap: int | None
     """In minor units (cents)."""
+    residence: tuple[str, ...] = ()
+    """A payer by residence: the municipality codes whose residents it pays for (its
+    ``mode`` is then ``share``, with a share of 0: a primary payer)."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,8 @@ class Plan:
     terms, not the contract whose cohorts the world enrols)."""
     det_cap_view: tuple[int, ...] = ()
     """Determination index -> index into ``cap_views``."""
+    munis: tuple[str, ...] = ()
+    """Payers by residence: the municipality codes they pay for (sorted; empty: fixed shares)."""
 
     def caps_at(self, det: int) -> "Plan":
         """The plan with the caps in force at determination ``det``."""
@@ -405,7 +410,7 @@ def unsupported(contract: Contract, sim: Simulation, *, amendments: bool = True)
     if amendments:
         out += amendment_problems(c)
     if any(p.mode == "residence" for p in c.payers):
-        out.append("payers by residence (splits by each participant's municipality)")
+        out += _residence_problems(c)
     metrics = {m.id: m for m in c.metrics}
     for m in c.metrics:
         a_sd = next((e.sd for e in sim.effects if e.metric == m.id), None)
@@ -437,8 +442,10 @@ def unsupported(contract: Contract, sim: Simulation, *, amendments: bool = True)
         if t.kind == "banded_return":
             out.append(f"trigger '{t.id}': banded_return triggers")
             continue
-        if isinstance(t, ShareOfSavingsTrigger) and t.share_steps:
-            out.append(f"trigger '{t.id}': share_steps")
+        if isinstance(t, ShareOfSavingsTrigger) and t.share_steps and amendments and any(
+                _trigger_or_none(contract.at(a.effective), t.id) != t for a in contract.amendments):
+            # the waterfall reads the steps in force on each payment date
+            out.append(f"trigger '{t.id}': share_steps with an amendment of the trigger")
         eff: Effect = t.effect
         metric = metrics.get(eff.metric)
         if metric is not None and metric.type == "continuous" and isinstance(t, CohortTrigger):
@@ -490,6 +497,38 @@ def unsupported(contract: Contract, sim: Simulation, *, amendments: bool = True)
     return out
 
 
+def _residence_problems(c: Contract) -> list[str]:
+    """What of a contract with payers by residence the vectorised path does not support.
+
+    Rate cards are split by the residents among those reaching each outcome; a cap that
+    cuts a rate card's claims would make the split depend on the municipalities of the
+    participants at the cap's cut point, which the world's counts do not keep."""
+    out: list[str] = []
+    cards = [t for t in c.triggers if isinstance(t, RateCardTrigger)]
+    for t in cards:
+        what = [f"outcome '{o.metric}' {name}" for o in t.outcomes
+                for name, v in (("cap_units", o.cap_units), ("cap_amount", o.cap_amount)) if v is not None]
+        price = sum((o.price for o in t.outcomes), Decimal(0))
+        if t.cap_per_participant is not None and t.cap_per_participant < price:
+            what.append("cap_per_participant (below the sum of its prices, where it can bind)")
+        what += [name for name, v in (("cap_per_period", t.cap_per_period), ("cap", t.cap)) if v is not None]
+        if what:
+            out.append(f"payers by residence with caps on the rate card '{t.id}' ({', '.join(what)}): a cap that "
+                       "cuts claims splits by the municipalities of the participants at its cut point, which the "
+                       "simulated counts do not keep")
+    if cards and c.caps is not None:
+        price = sum((o.price for t in cards for o in t.outcomes), Decimal(0))
+        if c.caps.per_participant is not None and c.caps.per_participant < price:
+            out.append("payers by residence with caps.per_participant where it can bind on rate cards")
+        if c.caps.per_period is not None:
+            out.append("payers by residence with caps.per_period and a rate card (it cuts the rate card's claims)")
+    if c.amendments:
+        out.append("payers by residence with amendments")
+    if any(p.mode == "share" for p in c.payers):
+        out.append("payers by residence mixed with payers by fixed share")
+    return out
+
+
 _SCHED_PARTS = {
     "threshold": ("schedule", "pays"),
     "cohort_with_pooled_fallback": ("per_cohort", "pooled_fallback"),
@@ -499,6 +538,21 @@ _SCHED_PARTS = {
 
 _WORDING = ("clause", "summary", "name", "title", "note", "description")
 """Parts that change no amount (an amendment may reword them)."""
+
+
+def _trigger_or_none(c: Contract, tid: str) -> object:
+    try:
+        return c.trigger(tid)
+    except KeyError:
+        return None
+
+
+def share_step_triggers(plan: "Plan") -> tuple[int, ...]:
+    """Indices (into ``plan.trigger_ids``) of the ``share_of_savings`` triggers whose lines the
+    waterfall rescales: with ``share_steps`` and a share other than 0 (as
+    ``waterfall._Engine._share_step``)."""
+    return tuple(i for i, t in enumerate(plan.contract.triggers)
+                 if isinstance(t, ShareOfSavingsTrigger) and t.share_steps and t.share != 0)
 
 
 def amendment_problems(c: Contract) -> list[str]:
@@ -818,7 +872,7 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
     payers = tuple(
         PayerPlan(p.party, "top_up" if p.mode == "top_up" else "share",
                   (p.top_up if p.mode == "top_up" else p.share) or Decimal(0),
-                  _scaled(p.cap, minor) if p.cap is not None else None)
+                  _scaled(p.cap, minor) if p.cap is not None else None, tuple(p.residence))
         for p in c.payers
     )
     caps = c.caps
@@ -840,6 +894,7 @@ def _build(contract: Contract, sim: Simulation) -> Plan:
              for o in t.outcomes), Decimal(0))
         else None,
         segments=segments, amended_scheds=amended,
+        munis=tuple(sorted({code for p in c.payers for code in p.residence})),
     )
     if not c.amendments:
         return plan

@@ -175,6 +175,13 @@ class World:
     participants' values in hundredths (:func:`continuous_values`); 0 for other metrics."""
     s_c: IntArray
     """(n, metrics, cohorts) the same for the comparison group."""
+    mu: IntArray
+    """(n, metrics + 1, cohorts, municipalities) for payers by residence, the residents of
+    each municipality (``Plan.munis``) among the first ``min(x_t, n_t)`` enrolled of the
+    cohort (metric ``m``; binary and event metrics) and, at index ``metrics``, among all
+    ``n_t`` enrolled: the counts of one random order of the cohort's participants, whose
+    first ``x`` are those with the outcome (:func:`residence_draw`); shape
+    ``(n, 0, cohorts, 0)`` without payers by residence."""
 
     @property
     def n(self) -> int:
@@ -184,7 +191,7 @@ class World:
         return World(*(getattr(self, f)[rows] for f in _FIELDS))
 
 
-_FIELDS = ("effects", "delay", "drift", "attrition", "n_t", "n_c", "x_t", "x_c", "fail", "s_t", "s_c")
+_FIELDS = ("effects", "delay", "drift", "attrition", "n_t", "n_c", "x_t", "x_c", "fail", "s_t", "s_c", "mu")
 
 
 def concat(worlds: list[World]) -> World:
@@ -348,7 +355,43 @@ def draw_block(
         fail = rng.random((B, len(plan.payers), len(plan.dets))) < risk
     else:  # the last draw of a block: leaving it out changes no other draw
         fail = np.zeros((B, len(plan.payers), len(plan.dets)), dtype=bool)
-    return World(effects, delay, drift, attrition, n_t, n_c, x_t, x_c, fail, s_t, s_c)
+    # 5. residence (after every other draw: contracts without it draw exactly as before)
+    mu = residence_draw(plan, rng, n_t, x_t) if plan.munis else np.zeros((B, 0, C, 0), dtype=np.int64)
+    return World(effects, delay, drift, attrition, n_t, n_c, x_t, x_c, fail, s_t, s_c, mu)
+
+
+def residence_draw(plan: Plan, rng: np.random.Generator, n_t: IntArray, x_t: IntArray) -> IntArray:
+    """Each municipality's residents among the nested prefixes of each cohort (see
+    ``World.mu``): the cohort split among ``plan.munis`` in equal shares (a multinomial),
+    then a uniformly random order of its participants, represented by the counts in each
+    prefix: taking the prefixes from the shortest, each stretch between two is a
+    multivariate hypergeometric draw (one univariate draw per municipality) from the
+    residents not yet placed."""
+    B, C = n_t.shape
+    nm, M = len(plan.metrics), len(plan.munis)
+    mu = np.zeros((B, nm + 1, C, M), dtype=np.int64)
+    probs = np.full(M, 1.0 / M)
+    rows = np.arange(B)
+    for c in range(C):
+        total = rng.multinomial(n_t[:, c], probs)  # (B, M)
+        mu[:, nm, c, :] = total
+        lens = np.minimum(x_t[:, :, c], n_t[:, c][:, None])  # (B, nm)
+        order = np.argsort(lens, axis=1, kind="stable")
+        left = total.copy()
+        placed = np.zeros((B, M), dtype=np.int64)
+        prev = np.zeros(B, dtype=np.int64)
+        for q in range(nm):
+            mi = order[:, q]
+            length = lens[rows, mi]
+            want = length - prev
+            for m in range(M):
+                got = rng.hypergeometric(left[:, m], left[:, m + 1:].sum(axis=1), want)
+                placed[:, m] += got
+                left[:, m] -= got
+                want = want - got
+            mu[rows, mi, c, :] = placed
+            prev = length
+    return mu
 
 
 def _continuous_draw(rng: np.random.Generator | None, n: IntArray, mean: FloatArray,
