@@ -521,27 +521,35 @@ def compute_effect(effect: Effect, terms: Contract, scope: Scope) -> EffectResul
             paid = ci_d[0] if test is not None and est is not None else None
             gate_open = paid is not None
             on_bound = True
-    # units of the metric the programme made a difference by, over all participants
-    units: Decimal | None = None
-    absolute: Decimal | None = None
     total = to_decimal(t.total) if t.total is not None else None
-    if paid is not None and paid.is_finite():
-        if not on_bound and total is not None and be is not None:
-            if effect.measure == "level":
-                units = total
-            elif effect.measure in ("difference", "relative_difference"):
-                units = total - be * n
-            else:
-                units = be * n - total
-            absolute = units / n if n else None
-        else:
-            absolute = paid * be if effect.measure.startswith("relative") and be is not None else paid
-            units = absolute * n
+    units, absolute = effect_units(effect.measure, paid, on_bound, total, be, n)
     return EffectResult(
         metric=metric.id, measure=effect.measure, scope=scope.label, treatment=t, baseline=baseline_est,
         estimate=est, ci=ci_d, confidence=confidence, test=test, gate=gate, gate_open=gate_open,
         paid_effect=paid, absolute=absolute, n=n, note=note, units_total=units,
     )
+
+
+def effect_units(measure: str, paid: Decimal | None, on_bound: bool, total: Decimal | None,
+                 baseline: Decimal | None, n: int) -> tuple[Decimal | None, Decimal | None]:
+    """The units of the metric the programme made a difference by, over all ``n``
+    participants, and per participant: ``(units, absolute)``.
+
+    From the measured total against the baseline when the point estimate is paid; from the
+    paid effect (a confidence bound, say) otherwise, a relative effect scaled by the
+    baseline.  ``(None, None)`` when nothing is paid."""
+    if paid is None or not paid.is_finite():
+        return None, None
+    if not on_bound and total is not None and baseline is not None:
+        if measure == "level":
+            units = total
+        elif measure in ("difference", "relative_difference"):
+            units = total - baseline * n
+        else:
+            units = baseline * n - total
+        return units, (units / n if n else None)
+    absolute = paid * baseline if measure.startswith("relative") and baseline is not None else paid
+    return absolute * n, absolute
 
 
 N = TypeVar("N", float, Decimal)

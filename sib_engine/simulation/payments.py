@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _st
 
-from sib_engine.baselines import Comparison, Estimate, _measure_ci, effect_measure, exact_mean
+from sib_engine.baselines import Comparison, Estimate, _measure_ci, effect_measure, effect_units, exact_mean
 from sib_engine.contract import Metric, Schedule
 from sib_engine.metrics import Sample
 from sib_engine.money import allocate, round_money
@@ -225,21 +225,8 @@ def exact_effect(ep: EffectPlan, mtype: str, x1: int, n1: int, x0: int, n0: int,
             ci = _measure_ci(ep.measure, test, m, b) if test is not None else (None, None)
             paid = to_decimal(ci[0]) if test is not None and est is not None else None
             on_bound = True
-    units: Decimal | None = None
-    absolute: Decimal | None = None
     tot = to_decimal(t.total) if t.total is not None else None
-    if paid is not None and paid.is_finite():
-        if not on_bound and tot is not None and be is not None:
-            if ep.measure == "level":
-                units = tot
-            elif ep.measure in ("difference", "relative_difference"):
-                units = tot - be * n
-            else:
-                units = be * n - tot
-            absolute = units / n if n else None
-        else:
-            absolute = paid * be if ep.measure.startswith("relative") and be is not None else paid
-            units = absolute * n
+    units, absolute = effect_units(ep.measure, paid, on_bound, tot, be, n)
     u = units if units is not None and units.is_finite() and units > 0 else Decimal(0)
     return ExactEffect(paid, u, absolute, n)
 
