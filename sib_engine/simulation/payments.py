@@ -231,6 +231,17 @@ def exact_effect(ep: EffectPlan, mtype: str, x1: int, n1: int, x0: int, n0: int,
     return ExactEffect(paid, u, absolute, n)
 
 
+def _poisson_one_sample_p(k1: FloatArray, mu: FloatArray, alt: str) -> FloatArray | None:
+    """One-sided p-values of the exact one-sample Poisson test (``stats.poisson_one_sample``)
+    of ``k1`` events against ``mu`` expected, per world; None for a two-sided test, whose
+    p-value scipy finds by search (those worlds are computed exactly)."""
+    if alt == "greater":
+        return np.asarray(_st.poisson.sf(k1 - 1, mu), dtype=np.float64)
+    if alt == "less":
+        return np.asarray(_st.poisson.cdf(k1, mu), dtype=np.float64)
+    return None
+
+
 def _pays(basis: str, value: Decimal, eff: ExactEffect, n: int, units: Decimal | None) -> Decimal:
     if basis == "amount":
         return value
@@ -537,15 +548,12 @@ def gate_vec(plan: Plan, ep: EffectPlan, st: "ScopeStats", m: FloatArray, b: Flo
         elif ep.baseline == "expected" and (ep.test == "poisson_rate_ratio" or (ep.test == "welch_t")):
             if ep.test == "poisson_rate_ratio":
                 # poisson_one_sample(round(total), n, mean expected days)
-                k1 = np.round(x1)
-                mu = b * n1
                 invalid |= n1 <= 0
-                if alt == "greater":
-                    p = _st.poisson.sf(k1 - 1, mu)
-                elif alt == "less":
-                    p = _st.poisson.cdf(k1, mu)
-                else:
+                one_sided = _poisson_one_sample_p(np.round(x1), b * n1, alt)
+                if one_sided is None:
                     exact_all[:] = True
+                else:
+                    p = one_sided
                 if ep.rule != "significant":
                     exact_all[:] = True
                 p = np.asarray(np.where(np.isnan(p), 1.0, p), dtype=np.float64)
@@ -681,14 +689,12 @@ def gate_vec(plan: Plan, ep: EffectPlan, st: "ScopeStats", m: FloatArray, b: Flo
         else:  # poisson_rate_ratio (exact tests: one-sided p-values on arrays, the rest exactly)
             k1 = np.round(x1)
             if ep.baseline == "fixed":
-                mu = b * n1
                 invalid |= n1 <= 0
-                if alt == "greater":
-                    p = _st.poisson.sf(k1 - 1, mu)
-                elif alt == "less":
-                    p = _st.poisson.cdf(k1, mu)
-                else:
+                one_sided = _poisson_one_sample_p(k1, b * n1, alt)
+                if one_sided is None:
                     exact_all[:] = True
+                else:
+                    p = one_sided
             else:
                 if ep.baseline == "historical":
                     k0 = np.full(nw, float(round(float(ep.value) * ep.hist_n)))
